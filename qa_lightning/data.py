@@ -1,0 +1,406 @@
+"""SquadDataModule: load SQuAD-style data, build and cache features, serve padded batches.
+
+    dm = SquadDataModule(model_name_or_path="../shared/tokenizers/bert-base-cased",
+                         train_file="train.json", validation_file="dev.json")
+    dm.prepare_data(); dm.setup("fit")
+    dm.train_dataset, dm.val_dataset, dm.val_examples   # datasets.Dataset
+
+Features are computed with ``Dataset.map(batched=True)`` by the pure functions in ``features.py`` and saved under
+``cache_dir`` (default ``~/.cache/qa_lightning``) in a folder named by a fingerprint of everything that changes
+them (source file contents, tokenizer, window sizes, code version), so a second run loads instead of tokenizing.
+Under DDP ``prepare_data`` (one process per node) writes the cache atomically and ``setup`` loads it on every rank.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Optional
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from .collate import LengthGroupedSampler, QACollator, sorted_by_length
+from .errors import QAInputError
+from .features import check_window_args, prepare_train_features, prepare_validation_features
+from .models import load_tokenizer
+from .sources import ColumnNames, is_local, load_split
+
+__all__ = ["SquadDataModule", "EvalSet", "offsets_array", "cls_positions"]
+
+log = logging.getLogger(__name__)
+
+# Bump when features.py changes what it produces: old caches are then ignored.
+FEATURES_VERSION = "1"
+LABEL_COLUMNS = ("start_positions", "end_positions")
+
+
+@dataclass
+class EvalSet:
+    """What decoding needs for one evaluation split, as arrays (built once per split)."""
+
+    example_ids: list  # (E,)
+    contexts: list  # (E,)
+    answers: list  # (E,) lists of gold texts
+    feature_to_example: np.ndarray  # (F,) int64
+    offsets: np.ndarray  # (F, L, 2) int32, -1 outside the context
+    cls_index: np.ndarray  # (F,) int64 position of the CLS token
+
+
+def offsets_array(features) -> np.ndarray:
+    """``offset_mapping`` column (lists with None outside the context) -> int32 (F, L, 2), -1 for None/padding.
+
+    Reads the Arrow buffers directly: converting millions of Python tuples would take seconds.
+    """
+    import pyarrow.compute as pc
+
+    if getattr(features, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
+        features = features.flatten_indices()
+    col = features.data.column("offset_mapping").combine_chunks()  # list<list<int>>, inner lists nullable
+    outer = col.offsets.to_numpy()  # (F+1,)
+    lengths = np.diff(outer)
+    inner = col.values.slice(int(outer[0]), int(outer[-1] - outer[0]))
+    starts = pc.fill_null(pc.list_element(inner, 0), -1).to_numpy(zero_copy_only=False)
+    ends = pc.fill_null(pc.list_element(inner, 1), -1).to_numpy(zero_copy_only=False)
+    n, width = len(lengths), int(lengths.max()) if len(lengths) else 0
+    out = np.full((n, width, 2), -1, dtype=np.int32)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(starts)) - np.repeat(outer[:-1] - outer[0], lengths)
+    out[rows, cols, 0] = starts
+    out[rows, cols, 1] = ends
+    return out
+
+
+def tokenizer_fingerprint(tok) -> str:
+    """Stable identity of a tokenizer: its serialised pipeline without the call-time truncation/padding state."""
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is None:
+        return repr(tok)
+    spec = json.loads(backend.to_str())
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """Hide datasets' progress bars for bookkeeping steps (saving) while keeping the tokenization bar."""
+    from datasets.utils import logging as ds_logging
+
+    was = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            ds_logging.enable_progress_bar()
+
+
+def cls_positions(features, cls_id: Optional[int]) -> np.ndarray:
+    """(F,) index of the first CLS token of each feature (0 when absent); XLNet puts it last."""
+    if getattr(features, "_indices", None) is not None:
+        features = features.flatten_indices()
+    col = features.data.column("input_ids").combine_chunks()
+    outer = col.offsets.to_numpy()
+    out = np.zeros(len(features), dtype=np.int64)
+    if cls_id is None or len(features) == 0:
+        return out
+    values = col.values.to_numpy()[outer[0]:outer[-1]]
+    hits = np.flatnonzero(values == cls_id)
+    rows = np.searchsorted(outer[1:] - outer[0], hits, side="right")
+    first_rows, first = np.unique(rows, return_index=True)
+    out[first_rows] = hits[first] - (outer[first_rows] - outer[0])
+    return out
+
+
+class _OrderSampler(Sampler[int]):
+    """Yields a fixed index order (length-sorted evaluation)."""
+
+    def __init__(self, order: np.ndarray):
+        self.order = order.tolist()
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class SquadDataModule(L.LightningDataModule):
+    """SQuAD-style extractive QA data: hub dataset or local files -> cached sliding-window features -> loaders.
+
+    Args:
+        model_name_or_path: tokenizer source; the CLI links it to the model's so the two never disagree.
+        dataset_name: hub dataset used when no local file is given for a split.
+        dataset_config_name: hub dataset configuration.
+        train_file: local training file (official SQuAD .json, flat .json, .jsonl, .csv, .parquet).
+        validation_file: local validation file (same formats).
+        test_file: file for ``test``; defaults to the validation data.
+        predict_file: file for ``predict`` (answers not needed); defaults to the validation data.
+        max_length: tokens per window (question + context + special tokens).
+        stride: tokens of overlap between consecutive windows of one context.
+        batch_size: training batch size per device.
+        eval_batch_size: evaluation batch size per device (default: 4x ``batch_size``; no gradients are kept).
+        max_train_samples: keep only the first N training examples (quick runs).
+        max_eval_samples: keep only the first N evaluation examples.
+        pad_to_max_length: pad every feature to ``max_length`` like the reference (slower; off pads per batch).
+        pad_to_multiple_of: round each batch's padded length up to a multiple of this.
+        group_by_length: training batches of similar lengths (random mega-batches sorted by length).
+        sort_eval_by_length: evaluate longest-first so batches waste no padding (predictions are reordered back).
+        num_workers: loader worker processes (None: 4 on GPU machines, capped by the CPU count; 0 on CPU-only).
+        preprocessing_num_workers: processes for the tokenization map (None: one).
+        cache_dir: where processed features are cached (None: $QA_LIGHTNING_CACHE or ~/.cache/qa_lightning).
+        overwrite_cache: rebuild features even if cached.
+        seed: seed of the training order.
+        version_2_with_negative: SQuAD v2 data (unanswerable questions allowed; automatic for ``squad_v2``).
+        question_column: column holding the question in the source.
+        context_column: column holding the context.
+        answer_column: column holding ``{"text": [...], "answer_start": [...]}``.
+        id_column: column holding the example id (missing ids are numbered).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str = "bert-base-cased",
+        dataset_name: str = "squad",
+        dataset_config_name: Optional[str] = None,
+        train_file: Optional[str] = None,
+        validation_file: Optional[str] = None,
+        test_file: Optional[str] = None,
+        predict_file: Optional[str] = None,
+        max_length: int = 384,
+        stride: int = 128,
+        batch_size: int = 8,
+        eval_batch_size: Optional[int] = None,
+        max_train_samples: Optional[int] = None,
+        max_eval_samples: Optional[int] = None,
+        pad_to_max_length: bool = False,
+        pad_to_multiple_of: int = 8,
+        group_by_length: bool = True,
+        sort_eval_by_length: bool = True,
+        num_workers: Optional[int] = None,
+        preprocessing_num_workers: Optional[int] = None,
+        cache_dir: Optional[str] = None,
+        overwrite_cache: bool = False,
+        seed: int = 42,
+        version_2_with_negative: bool = False,
+        question_column: str = "question",
+        context_column: str = "context",
+        answer_column: str = "answers",
+        id_column: str = "id",
+    ):
+        super().__init__()
+        try:
+            check_window_args(max_length, stride)
+        except ValueError as err:
+            raise QAInputError(f"--data.max_length/--data.stride: {err}") from None
+        if batch_size < 1:
+            raise QAInputError(f"--data.batch_size must be >= 1, got {batch_size}")
+        for name, path in (("train_file", train_file), ("validation_file", validation_file),
+                           ("test_file", test_file), ("predict_file", predict_file)):
+            if path is not None and not os.path.isfile(path):
+                raise QAInputError(f"--data.{name}: {path}: no such file")
+        self.save_hyperparameters()
+        self.model_name_or_path = model_name_or_path
+        self.max_length, self.stride = max_length, stride
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 4 * batch_size
+        self.version_2_with_negative = version_2_with_negative or dataset_name == "squad_v2"
+        self.cols = ColumnNames(id=id_column, question=question_column, context=context_column, answers=answer_column)
+        self.cache_root = cache_dir or os.environ.get("QA_LIGHTNING_CACHE") or os.path.join(
+            os.path.expanduser("~"), ".cache", "qa_lightning")
+        self.cache_status: dict[str, str] = {}  # split -> "hit" | "built" (tests and logs read it)
+        self.reports: dict[str, str] = {}
+        self.train_dataset = self.val_dataset = self.test_dataset = self.predict_dataset = None
+        self.val_examples = self.test_examples = self.predict_examples = None
+        self._eval_sets: dict[str, EvalSet] = {}
+        self._paths: dict[str, str] = {}
+
+    # ------------------------------------------------------------------------------------------ properties
+    @property
+    def tokenizer(self):
+        return load_tokenizer(self.model_name_or_path)
+
+    def _source(self, split: str) -> str:
+        hp = self.hparams
+        files = {"train": hp.train_file, "validation": hp.validation_file,
+                 "test": hp.test_file or hp.validation_file, "predict": hp.predict_file or hp.validation_file}
+        return files[split] or hp.dataset_name
+
+    def _max_samples(self, split: str) -> Optional[int]:
+        return self.hparams.max_train_samples if split == "train" else self.hparams.max_eval_samples
+
+    def _fingerprint(self, split: str) -> str:
+        src = self._source(split)
+        h = hashlib.sha256()
+        if is_local(src) and os.path.isfile(src):
+            with open(src, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        else:
+            h.update(f"hub:{src}:{self.hparams.dataset_config_name}".encode())
+        tok = self.tokenizer
+        h.update(tokenizer_fingerprint(tok).encode())
+        keys = dict(split=split, v=FEATURES_VERSION, max_length=self.max_length, stride=self.stride,
+                    pad=self.hparams.pad_to_max_length, n=self._max_samples(split), side=tok.padding_side,
+                    cols=self.cols.__dict__, v2=self.version_2_with_negative)
+        h.update(json.dumps(keys, sort_keys=True, default=str).encode())
+        return h.hexdigest()[:16]
+
+    def _cache_path(self, split: str) -> str:
+        if split not in self._paths:  # hashing the source file once per run is enough
+            self._paths[split] = os.path.join(self.cache_root, f"{split}-{self._fingerprint(split)}")
+        return self._paths[split]
+
+    # ----------------------------------------------------------------------------------------- building
+    def _build(self, split: str, path: str) -> None:
+        """Load, validate and tokenize one split, then save examples + features atomically to ``path``."""
+        import datasets
+
+        src = self._source(split)
+        examples, report = load_split(src, split, self.hparams.dataset_config_name, self.cols,
+                                      self._max_samples(split))
+        fn = prepare_train_features if split == "train" else prepare_validation_features
+        n_proc = self.hparams.preprocessing_num_workers
+        features = examples.map(
+            fn, batched=True, remove_columns=examples.column_names, num_proc=n_proc if n_proc and n_proc > 1 else None,
+            fn_kwargs=dict(tokenizer=self.tokenizer, max_length=self.max_length, stride=self.stride,
+                           pad_to_max_length=self.hparams.pad_to_max_length),
+            desc=f"Tokenizing {split}", load_from_cache_file=False,
+        )
+        features = features.add_column("feature_index", np.arange(len(features), dtype=np.int64))
+        os.makedirs(self.cache_root, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=f".{split}-", dir=self.cache_root)
+        try:
+            with _quiet_datasets():
+                examples.save_to_disk(os.path.join(tmp, "examples"))
+                features.save_to_disk(os.path.join(tmp, "features"))
+            with open(os.path.join(tmp, "report.txt"), "w") as fh:
+                fh.write(f"{report.summary()} -> {len(features)} features\n")
+            try:
+                os.replace(tmp, path)  # atomic: a half-written cache is never visible
+            except OSError:
+                if not os.path.isdir(path):  # a concurrent writer did not win either: a real error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.cache_status[split] = "built"
+        log.info("%s -> %d features (cached at %s)", report.summary(), len(features), path)
+
+    def _splits(self, stage: Optional[str]) -> list[str]:
+        return {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"],
+                "predict": ["predict"]}.get(stage or "fit", ["train", "validation"])
+
+    def prepare_data(self) -> None:
+        """Build every split the coming stage needs (runs on one process per node)."""
+        stage = self.trainer.state.fn.value if self.trainer is not None and self.trainer.state.fn else "fit"
+        stage = {"validate": "validate", "test": "test", "predict": "predict"}.get(stage, "fit")
+        for split in self._splits(stage):
+            self._ensure(split)
+
+    def _ensure(self, split: str) -> str:
+        path = self._cache_path(split)
+        if self.hparams.overwrite_cache and self.cache_status.get(split) != "built" and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        if os.path.isdir(path):
+            self.cache_status.setdefault(split, "hit")
+        else:
+            self._build(split, path)
+        return path
+
+    def setup(self, stage: Optional[str] = None) -> None:
+        import datasets
+
+        for split in self._splits(stage):
+            path = self._ensure(split)  # normally a cache hit: prepare_data built it
+            examples = datasets.load_from_disk(os.path.join(path, "examples"))
+            features = datasets.load_from_disk(os.path.join(path, "features"))
+            with open(os.path.join(path, "report.txt")) as fh:
+                self.reports[split] = fh.read().strip()
+            if split == "train":
+                self.train_dataset = features
+            else:
+                setattr(self, f"{'val' if split == 'validation' else split}_dataset", features)
+                setattr(self, f"{'val' if split == 'validation' else split}_examples", examples)
+                self._eval_sets.pop(split, None)
+
+    # ------------------------------------------------------------------------------------------- eval
+    def eval_set(self, split: str = "validation") -> EvalSet:
+        """Arrays for decoding the given evaluation split (cached per split)."""
+        if split not in self._eval_sets:
+            name = "val" if split == "validation" else split
+            examples, features = getattr(self, f"{name}_examples"), getattr(self, f"{name}_dataset")
+            if examples is None:
+                raise RuntimeError(f"split {split!r} is not set up; call setup() first")
+            ids = examples["id"]
+            index = {k: i for i, k in enumerate(ids)}
+            f2e = np.fromiter((index[k] for k in features["example_id"]), dtype=np.int64, count=len(features))
+            cls_index = cls_positions(features, self.tokenizer.cls_token_id)
+            self._eval_sets[split] = EvalSet(
+                example_ids=list(ids), contexts=list(examples["context"]),
+                answers=[a["text"] for a in examples["answers"]], feature_to_example=f2e,
+                offsets=offsets_array(features), cls_index=cls_index)
+        return self._eval_sets[split]
+
+    # ---------------------------------------------------------------------------------------- loaders
+    def _num_workers(self) -> int:
+        if self.hparams.num_workers is not None:
+            return self.hparams.num_workers
+        return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
+
+    def _model_columns(self, ds) -> list[str]:
+        inputs = [c for c in self.tokenizer.model_input_names if c in ds.column_names]
+        return inputs + [c for c in (*LABEL_COLUMNS, "feature_index") if c in ds.column_names]
+
+    def _collator(self) -> QACollator:
+        tok = self.tokenizer
+        return QACollator(
+            pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
+            pad_to_multiple_of=self.hparams.pad_to_multiple_of,
+            pad_to_length=self.max_length if self.hparams.pad_to_max_length else None,
+            padding_side=tok.padding_side)
+
+    def _loader(self, ds, batch_size: int, sampler: Sampler) -> DataLoader:
+        workers = self._num_workers()
+        return DataLoader(
+            ds.select_columns(self._model_columns(ds)), batch_size=batch_size, sampler=sampler,
+            collate_fn=self._collator(), num_workers=workers, pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0)
+
+    def _lengths(self, ds) -> np.ndarray:
+        import pyarrow.compute as pc
+
+        return pc.list_value_length(ds.data.column("input_ids")).to_numpy()
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.train_dataset
+        if self.hparams.group_by_length and not self.hparams.pad_to_max_length:
+            sampler = LengthGroupedSampler(self._lengths(ds), self.batch_size, seed=self.hparams.seed,
+                                           epoch_fn=lambda: self.trainer.current_epoch)
+        else:
+            sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(self.hparams.seed))
+        return self._loader(ds, self.batch_size, sampler)
+
+    def _eval_loader(self, ds) -> DataLoader:
+        if self.hparams.sort_eval_by_length and not self.hparams.pad_to_max_length:
+            order = sorted_by_length(self._lengths(ds))
+        else:
+            order = np.arange(len(ds))
+        return self._loader(ds, self.eval_batch_size, _OrderSampler(order))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.predict_dataset)

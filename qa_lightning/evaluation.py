@@ -1,0 +1,101 @@
+"""Evaluation plumbing between the LightningModule and the pure decoder: collect, gather, de-duplicate, write.
+
+Used by ``QAModule`` (``module.py``); not meant to be run directly. Each evaluation batch's start/end logits are
+kept on the device, aligned to a fixed width (``max_length``) with -inf outside the real tokens, together with the
+features' global indices. At epoch end every rank all-gathers them (sizes may differ: the predict sampler does not
+pad), restores dataset order and drops the duplicates that ``DistributedSampler`` pads with, so every feature is
+decoded exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Optional
+
+import numpy as np
+import torch
+
+__all__ = ["LogitCollector", "align_logits", "write_json"]
+
+
+def align_logits(logits: torch.Tensor, attention_mask: Optional[torch.Tensor], width: int,
+                 pad_left: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(B, L) logits -> float32 (B, width) with token 0 of each feature first and -inf past its real tokens.
+
+    With left padding (XLNet) the real tokens sit at the end of the row: shift them to the front.
+    """
+    logits = logits.float()
+    if attention_mask is not None:
+        logits = logits.masked_fill(attention_mask == 0, float("-inf"))
+    bsz, length = logits.shape
+    pos = torch.arange(width, device=logits.device).unsqueeze(0).expand(bsz, width)  # (B, W)
+    if pad_left is not None:
+        pos = pos + pad_left.to(logits.device).unsqueeze(1)
+    inside = pos < length
+    out = logits.gather(1, pos.clamp(max=length - 1))
+    return out.masked_fill(~inside, float("-inf"))
+
+
+class LogitCollector:
+    """Accumulates (feature index, start logits, end logits) for one evaluation epoch."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.index: list[torch.Tensor] = []
+        self.start: list[torch.Tensor] = []
+        self.end: list[torch.Tensor] = []
+
+    def add(self, index: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> None:
+        self.index.append(index.detach())
+        self.start.append(start.detach())
+        self.end.append(end.detach())
+
+    def __len__(self) -> int:
+        return sum(len(i) for i in self.index)
+
+    def gather(self, module, n_features: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All ranks' logits in dataset order: start, end (n_features, width) and ``seen`` (n_features,) bool.
+
+        Collective: call it on every rank. Features no rank evaluated (``limit_val_batches``) are not ``seen``.
+        """
+        device = module.device
+        if self.index:
+            index = torch.cat(self.index).to(device)
+            start, end = torch.cat(self.start).to(device), torch.cat(self.end).to(device)
+        else:
+            index = torch.zeros(0, dtype=torch.long, device=device)
+            start = end = torch.zeros(0, width, device=device)
+        world = module.trainer.world_size if module._trainer is not None else 1
+        if world > 1:
+            count = torch.tensor([len(index)], device=device)
+            counts = module.all_gather(count).reshape(-1).tolist()  # (W,)
+            most = max(counts)
+            pad = most - len(index)
+            if pad:  # all_gather needs equal shapes
+                index = torch.cat([index, index.new_full((pad,), -1)])
+                start = torch.cat([start, start.new_full((pad, width), float("-inf"))])
+                end = torch.cat([end, end.new_full((pad, width), float("-inf"))])
+            index = module.all_gather(index).reshape(-1)  # (W*most,)
+            start = module.all_gather(start).reshape(-1, width)
+            end = module.all_gather(end).reshape(-1, width)
+        index, start, end = index.cpu().numpy(), start.cpu().numpy(), end.cpu().numpy()
+        keep = index >= 0
+        index, start, end = index[keep], start[keep], end[keep]
+        uniq, first = np.unique(index, return_index=True)  # sorted: dataset order, duplicates dropped
+        out_start = np.full((n_features, width), -np.inf, dtype=np.float32)
+        out_end = np.full((n_features, width), -np.inf, dtype=np.float32)
+        seen = np.zeros(n_features, dtype=bool)
+        out_start[uniq], out_end[uniq], seen[uniq] = start[first], end[first], True
+        return out_start, out_end, seen
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)

@@ -1,0 +1,189 @@
+"""Examples -> model features for extractive QA (pure functions; no Lightning, no I/O).
+
+The functions take a batch of examples as ``datasets.map(batched=True)`` hands it over (a dict of columns) and
+return a dict of new columns, so they work with ``Dataset.map`` or on plain dicts::
+
+    from qa_lightning.features import prepare_train_features
+    feats = prepare_train_features({"question": [...], "context": [...], "answers": [...]}, tok, 384, 128)
+
+Behaviour is the reference recipe's, label for label: sliding windows over the context (``truncation`` of the
+context only, ``stride`` tokens of overlap), stripped questions, a window that does not hold the whole answer is
+labelled (CLS, CLS), otherwise the first/last token whose character span touches the answer. Features are stored
+*unpadded*: the collator pads each batch (see ``collate.py``), which is where the speed comes from.
+
+Tokenizers that pad on the left (XLNet) get the context first and the question second, as the course's exercise
+describes; the CLS index is read from each feature rather than assumed to be 0.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = [
+    "prepare_train_features",
+    "prepare_validation_features",
+    "check_window_args",
+    "label_window",
+]
+
+
+def check_window_args(max_length: int, stride: int) -> None:
+    """Raise ``ValueError`` for window sizes the tokenizer cannot honour."""
+    if max_length < 8:
+        raise ValueError(f"max_length={max_length} is too small: use at least 8 tokens (the recipe uses 384).")
+    if stride < 0 or stride >= max_length:
+        raise ValueError(
+            f"stride={stride} must be >= 0 and smaller than max_length={max_length} "
+            "(it is the overlap between windows; the recipe uses max_length 384, stride 128)."
+        )
+
+
+def _context_first(tokenizer: Any) -> bool:
+    return getattr(tokenizer, "padding_side", "right") == "left"
+
+
+def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool,
+              question_column: str = "question", context_column: str = "context"):
+    """Tokenize (question, context) pairs into overflowing windows; returns (encoding, context_seq_id)."""
+    check_window_args(max_length, stride)
+    questions = [q.strip() for q in examples[question_column]]
+    contexts = examples[context_column]
+    context_first = _context_first(tokenizer)
+    first, second = (contexts, questions) if context_first else (questions, contexts)
+    kwargs = dict(
+        max_length=max_length,
+        truncation="only_first" if context_first else "only_second",
+        stride=stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length" if pad_to_max_length else False,
+    )
+    try:
+        enc = tokenizer(first, second, **kwargs)
+    except Exception as err:  # the Rust tokenizer refuses when the question alone overflows the window
+        if "truncat" not in str(err).lower() and "overflow" not in str(err).lower():
+            raise
+        enc = _tokenize_with_long_questions(tokenizer, first, second, context_first, max_length, stride, kwargs)
+    return enc, (0 if context_first else 1)
+
+
+def _tokenize_with_long_questions(tokenizer, first, second, context_first, max_length, stride, kwargs):
+    """Truncate questions that leave no room for the context, warn once, and tokenize again."""
+    questions = second if context_first else first
+    n_special = tokenizer.num_special_tokens_to_add(pair=True)
+    # Keep room for the special tokens and at least stride + 1 context tokens per window.
+    budget = max(1, max_length - n_special - stride - 1)
+    ids = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
+    new_q, cut = [], 0
+    for q, q_ids in zip(questions, ids):
+        if len(q_ids) > budget:
+            q = tokenizer.decode(q_ids[:budget])
+            cut += 1
+        new_q.append(q)
+    warnings.warn(f"{cut} question(s) longer than {budget} tokens were truncated to fit max_length={max_length}.")
+    first, second = (first, new_q) if context_first else (new_q, second)
+    return tokenizer(first, second, **kwargs)
+
+
+def _context_bounds(sequence_ids: Sequence, context_id: int) -> tuple[int, int]:
+    """First and last token index of the context in one window (the recipe's two while loops)."""
+    idx = 0
+    while sequence_ids[idx] != context_id:
+        idx += 1
+    start = idx
+    while idx < len(sequence_ids) and sequence_ids[idx] == context_id:
+        idx += 1
+    return start, idx - 1
+
+
+def label_window(offsets: Sequence, context_start: int, context_end: int, start_char: int, end_char: int,
+                 cls_index: int) -> tuple[int, int]:
+    """Token (start, end) of the answer [start_char, end_char) in one window, or (cls, cls) if not wholly inside.
+
+    Same result as the reference loops, for any offsets (no monotonicity assumed): the start is the token before the
+    first context token whose start offset passes ``start_char``; the end is the token after the last context token
+    (scanning backwards) whose end offset falls short of ``end_char``.
+    """
+    if offsets[context_start][0] > start_char or offsets[context_end][1] < end_char:
+        return cls_index, cls_index
+    ctx = np.asarray(offsets[context_start:context_end + 1], dtype=np.int64)  # (C, 2)
+    past = ctx[:, 0] > start_char
+    start = (int(np.argmax(past)) if past.any() else len(ctx)) - 1 + context_start
+    short = ctx[:, 1] < end_char
+    end = (len(ctx) - 1 - int(np.argmax(short[::-1])) if short.any() else -1) + 1 + context_start
+    return start, end
+
+
+def _cls_index(input_ids: Sequence[int], tokenizer: Any) -> int:
+    cls_id = tokenizer.cls_token_id
+    if cls_id is None:
+        cls_id = tokenizer.bos_token_id
+    if cls_id is None:
+        return 0
+    try:
+        return list(input_ids).index(cls_id)
+    except ValueError:
+        return 0
+
+
+def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
+                           pad_to_max_length: bool = False, question_column: str = "question",
+                           context_column: str = "context", answer_column: str = "answers") -> dict:
+    """Training features with ``start_positions``/``end_positions`` by the reference rule.
+
+    Args:
+        examples: columns ``question``, ``context`` and ``answers`` (``{"text": [...], "answer_start": [...]}``,
+            the first answer is the label). An example with no answer (SQuAD v2) is labelled (CLS, CLS).
+        tokenizer: a fast tokenizer (offsets are needed).
+        max_length: tokens per window.
+        stride: overlapping tokens between consecutive windows.
+        pad_to_max_length: pad every feature to ``max_length`` as the reference does (off: the collator pads).
+    Returns:
+        the tokenizer's model inputs plus ``start_positions``, ``end_positions`` and ``example_index`` (position of
+        the source example in the batch, useful for bookkeeping).
+    """
+    enc, ctx_id = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length, question_column, context_column)
+    sample_map = enc.pop("overflow_to_sample_mapping")
+    offset_mapping = enc.pop("offset_mapping")
+    answers = examples[answer_column]
+    starts, ends = [], []
+    for i, offsets in enumerate(offset_mapping):
+        answer = answers[sample_map[i]]
+        cls = _cls_index(enc["input_ids"][i], tokenizer)
+        if not answer["answer_start"]:  # unanswerable (SQuAD v2)
+            starts.append(cls)
+            ends.append(cls)
+            continue
+        start_char = answer["answer_start"][0]
+        end_char = start_char + len(answer["text"][0])
+        c0, c1 = _context_bounds(enc.sequence_ids(i), ctx_id)
+        s, e = label_window(offsets, c0, c1, start_char, end_char, cls)
+        starts.append(s)
+        ends.append(e)
+    out = dict(enc)
+    out["start_positions"] = starts
+    out["end_positions"] = ends
+    return out
+
+
+def prepare_validation_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
+                                pad_to_max_length: bool = False, question_column: str = "question",
+                                context_column: str = "context", id_column: str = "id") -> dict:
+    """Evaluation features: model inputs, ``example_id`` and ``offset_mapping`` (None outside the context).
+
+    Args: as :func:`prepare_train_features`; ``id_column`` names the example id.
+    """
+    enc, ctx_id = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length, question_column, context_column)
+    sample_map = enc.pop("overflow_to_sample_mapping")
+    offset_mapping = enc.pop("offset_mapping")
+    ids = examples[id_column]
+    out = dict(enc)
+    out["example_id"] = [ids[s] for s in sample_map]
+    out["offset_mapping"] = [
+        [o if sid == ctx_id else None for sid, o in zip(enc.sequence_ids(i), offsets)]
+        for i, offsets in enumerate(offset_mapping)
+    ]
+    return out

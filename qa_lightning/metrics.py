@@ -1,0 +1,140 @@
+"""SQuAD exact match / F1 as the official evaluation scripts define them (pure Python; offline).
+
+    from qa_lightning.metrics import squad_v1, squad_v2
+    squad_v1({"id1": "Denver Broncos"}, {"id1": ["Denver Broncos", "The Broncos"]})
+    # -> {"exact_match": 100.0, "f1": 100.0}
+
+``squad_v1`` follows evaluate-v1.1.py (the ``evaluate`` hub metric needs the network even for this): answers are
+lower-cased, punctuation and the articles a/an/the removed, whitespace collapsed; each prediction takes its best
+score over the gold answers; both numbers are percentages over all references. ``squad_v2`` follows
+evaluate-v2.0.py: unanswerable questions have no gold answers (gold is [""]), HasAns_/NoAns_ breakdowns, and the
+best null threshold search over ``na_probs``.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Mapping, Sequence
+
+__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2"]
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCT = set(string.punctuation)
+
+
+def normalize_answer(s: str) -> str:
+    """Lower text and remove punctuation, articles and extra whitespace (the official normalisation)."""
+    s = s.lower()
+    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = _ARTICLES.sub(" ", s)
+    return " ".join(s.split())
+
+
+def exact_match_score(prediction: str, ground_truth: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(ground_truth))
+
+
+def f1_score(prediction: str, ground_truth: str) -> float:
+    """Token F1 (v1.1 script). Empty-vs-empty counts as a match only in the v2 variant below."""
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(ground_truth).split()
+    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(pred_tokens)
+    recall = num_same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _f1_v2(prediction: str, ground_truth: str) -> float:
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(ground_truth).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    return f1_score(prediction, ground_truth)
+
+
+def squad_v1(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict:
+    """EM and F1 (percent) over every id in ``references``; a missing prediction scores 0, as the script does.
+
+    Args:
+        predictions: ``{id: predicted text}``.
+        references: ``{id: [gold answer texts]}``.
+    """
+    if not references:
+        return {"exact_match": 0.0, "f1": 0.0}
+    em = f1 = 0.0
+    for qid, golds in references.items():
+        if qid not in predictions:
+            continue
+        pred = predictions[qid]
+        em += max(exact_match_score(pred, g) for g in golds)
+        f1 += max(f1_score(pred, g) for g in golds)
+    n = len(references)
+    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+
+
+def _best_threshold(scores: dict, na_probs: Mapping[str, float], has_ans: dict) -> tuple[float, float]:
+    """evaluate-v2.0.py's find_best_thresh: sweep the null threshold over the sorted na_probs."""
+    num_no_ans = sum(1 for k in has_ans if not has_ans[k])
+    cur = best = float(num_no_ans)
+    best_thresh = 0.0
+    for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+        if qid not in scores:
+            continue
+        if has_ans[qid]:
+            diff = scores[qid]["pred_score"]
+        else:
+            diff = -1.0 if scores[qid]["pred_nonempty"] else 0.0
+        cur += diff
+        if cur > best:
+            best, best_thresh = cur, na_probs[qid]
+    return 100.0 * best / len(scores), best_thresh
+
+
+def squad_v2(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]],
+             na_probs: Mapping[str, float] | None = None, na_prob_thresh: float = 1.0) -> dict:
+    """The v2.0 evaluation: exact/f1, HasAns_*/NoAns_* and, with ``na_probs``, best_exact/best_f1 and thresholds.
+
+    Args:
+        predictions: ``{id: text}``, "" meaning "no answer".
+        references: ``{id: [gold texts]}``; an empty list (or only empty strings) marks an unanswerable question.
+        na_probs: ``{id: null score}`` (higher = more likely unanswerable), e.g. our ``null_odds.json``.
+        na_prob_thresh: predictions with ``na_probs > thresh`` count as "no answer" (1.0: the script's default).
+    """
+    na_probs = dict(na_probs) if na_probs is not None else {k: 0.0 for k in references}
+    has_ans = {k: bool([g for g in golds if normalize_answer(g)]) for k, golds in references.items()}
+    raw = {}
+    for qid, golds in references.items():
+        golds = [g for g in golds if normalize_answer(g)] or [""]
+        pred = predictions.get(qid, "")
+        raw[qid] = (max(exact_match_score(pred, g) for g in golds), max(_f1_v2(pred, g) for g in golds))
+
+    def thresholded(i: int) -> dict:
+        out = {}
+        for qid, sc in raw.items():
+            if na_probs.get(qid, 0.0) > na_prob_thresh:
+                out[qid] = float(not has_ans[qid])
+            else:
+                out[qid] = sc[i]
+        return out
+
+    em, f1 = thresholded(0), thresholded(1)
+    n = len(references)
+    result = {"exact": 100.0 * sum(em.values()) / n if n else 0.0,
+              "f1": 100.0 * sum(f1.values()) / n if n else 0.0, "total": n}
+    for name, flag in (("HasAns", True), ("NoAns", False)):
+        ids = [k for k in references if has_ans[k] == flag]
+        if ids:
+            result[f"{name}_exact"] = 100.0 * sum(em[k] for k in ids) / len(ids)
+            result[f"{name}_f1"] = 100.0 * sum(f1[k] for k in ids) / len(ids)
+            result[f"{name}_total"] = len(ids)
+    for name, table, idx in (("exact", em, 0), ("f1", f1, 1)):
+        scores = {k: {"pred_score": raw[k][idx], "pred_nonempty": bool(predictions.get(k, ""))} for k in references}
+        best, thresh = _best_threshold(scores, na_probs, has_ans)
+        result[f"best_{name}"] = best
+        result[f"best_{name}_thresh"] = thresh
+    return result

@@ -1,0 +1,57 @@
+"""Shared fixtures: offline environment, fixture paths, the bert-base-cased tokenizer copy, ../shared detection.
+
+Run: ``make test`` (everything) or ``make test-fast`` (skips tests marked slow).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+# Tests never touch the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+TINY_BERT = FIXTURES / "tiny-bert"  # config of a tiny BERT + the bert-base-cased tokenizer (Apache-2.0, Google)
+TINY_TRAIN = FIXTURES / "squad_tiny_train.json"  # SQuAD v1.1 dev slices, CC BY-SA 4.0 (see fixtures/README.md)
+TINY_DEV = FIXTURES / "squad_tiny_dev.json"
+SHARED = Path(os.environ.get("QA_LIGHTNING_SHARED", ROOT.parent / "shared"))
+SHARED_DEV = SHARED / "squad" / "dev-v1.1.json"
+SHARED_TOKENIZER = SHARED / "tokenizers" / "bert-base-cased"
+
+needs_shared = pytest.mark.skipif(not SHARED_DEV.is_file() or not SHARED_TOKENIZER.is_dir(),
+                                  reason="../shared (SQuAD dev set, bert-base-cased tokenizer) not present")
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from qa_lightning.models import load_tokenizer
+
+    return load_tokenizer(str(TINY_BERT))
+
+
+def squad_examples(path: Path) -> dict:
+    """Official SQuAD JSON -> columns dict (what datasets.map hands a batched function)."""
+    data = json.loads(Path(path).read_text())
+    cols = {"id": [], "question": [], "context": [], "answers": []}
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                cols["id"].append(qa["id"])
+                cols["question"].append(qa["question"])
+                cols["context"].append(para["context"])
+                cols["answers"].append({"text": [a["text"] for a in qa["answers"]],
+                                        "answer_start": [a["answer_start"] for a in qa["answers"]]})
+    return cols
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return str(tmp_path / "cache")

@@ -1,0 +1,142 @@
+"""Test oracle: the reference recipe's preprocessing and n-best decoding, written out loop by loop.
+
+This is the behaviour we must match (the Hugging Face course chapter in ../shared/seed), restated as plain
+functions so the tests can compare our vectorised code against it feature for feature. Not used by the package.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+
+def reference_train_features(examples, tokenizer, max_length=384, stride=128):
+    questions = [q.strip() for q in examples["question"]]
+    inputs = tokenizer(questions, examples["context"], max_length=max_length, truncation="only_second",
+                       stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+                       padding="max_length")
+    offset_mapping = inputs.pop("offset_mapping")
+    sample_map = inputs.pop("overflow_to_sample_mapping")
+    starts, ends = [], []
+    for i, offset in enumerate(offset_mapping):
+        answer = examples["answers"][sample_map[i]]
+        start_char = answer["answer_start"][0]
+        end_char = start_char + len(answer["text"][0])
+        seq = inputs.sequence_ids(i)
+        idx = 0
+        while seq[idx] != 1:
+            idx += 1
+        context_start = idx
+        while seq[idx] == 1:
+            idx += 1
+        context_end = idx - 1
+        if offset[context_start][0] > start_char or offset[context_end][1] < end_char:
+            starts.append(0)
+            ends.append(0)
+        else:
+            idx = context_start
+            while idx <= context_end and offset[idx][0] <= start_char:
+                idx += 1
+            starts.append(idx - 1)
+            idx = context_end
+            while idx >= context_start and offset[idx][1] >= end_char:
+                idx -= 1
+            ends.append(idx + 1)
+    inputs["start_positions"] = starts
+    inputs["end_positions"] = ends
+    return inputs
+
+
+def reference_validation_features(examples, tokenizer, max_length=384, stride=128):
+    questions = [q.strip() for q in examples["question"]]
+    inputs = tokenizer(questions, examples["context"], max_length=max_length, truncation="only_second",
+                       stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True,
+                       padding="max_length")
+    sample_map = inputs.pop("overflow_to_sample_mapping")
+    example_ids = []
+    for i in range(len(inputs["input_ids"])):
+        example_ids.append(examples["id"][sample_map[i]])
+        seq = inputs.sequence_ids(i)
+        offset = inputs["offset_mapping"][i]
+        inputs["offset_mapping"][i] = [o if seq[k] == 1 else None for k, o in enumerate(offset)]
+    inputs["example_id"] = example_ids
+    return inputs
+
+
+def reference_decode(start_logits, end_logits, features, examples, n_best=20, max_answer_length=30):
+    """``features``: list of dicts with example_id and offset_mapping; ``examples``: list of dicts id/context."""
+    example_to_features = collections.defaultdict(list)
+    for idx, feature in enumerate(features):
+        example_to_features[feature["example_id"]].append(idx)
+    predicted = {}
+    for example in examples:
+        example_id, context = example["id"], example["context"]
+        answers = []
+        for feature_index in example_to_features[example_id]:
+            start_logit = start_logits[feature_index]
+            end_logit = end_logits[feature_index]
+            offsets = features[feature_index]["offset_mapping"]
+            start_indexes = np.argsort(start_logit)[-1: -n_best - 1: -1].tolist()
+            end_indexes = np.argsort(end_logit)[-1: -n_best - 1: -1].tolist()
+            for start_index in start_indexes:
+                for end_index in end_indexes:
+                    if offsets[start_index] is None or offsets[end_index] is None:
+                        continue
+                    if end_index < start_index or end_index - start_index + 1 > max_answer_length:
+                        continue
+                    answers.append({"text": context[offsets[start_index][0]: offsets[end_index][1]],
+                                    "logit_score": start_logit[start_index] + end_logit[end_index]})
+        if answers:
+            predicted[example_id] = max(answers, key=lambda x: x["logit_score"])["text"]
+        else:
+            predicted[example_id] = ""
+    return predicted
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The official SQuAD v1.1 evaluation (evaluate-v1.1.py), restated: dataset JSON + {id: text} -> EM/F1.
+def _official_normalize(s):
+    import re
+    import string
+
+    def remove_articles(text):
+        return re.sub(r"\b(a|an|the)\b", " ", text)
+
+    def white_space_fix(text):
+        return " ".join(text.split())
+
+    def remove_punc(text):
+        exclude = set(string.punctuation)
+        return "".join(ch for ch in text if ch not in exclude)
+
+    return white_space_fix(remove_articles(remove_punc(s.lower())))
+
+
+def _official_f1(prediction, ground_truth):
+    prediction_tokens = _official_normalize(prediction).split()
+    ground_truth_tokens = _official_normalize(ground_truth).split()
+    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(prediction_tokens)
+    recall = 1.0 * num_same / len(ground_truth_tokens)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def official_v1_evaluate(dataset, predictions):
+    """``dataset``: the ``data`` list of an official SQuAD JSON; ``predictions``: {id: text}."""
+    f1 = exact_match = total = 0
+    for article in dataset:
+        for paragraph in article["paragraphs"]:
+            for qa in paragraph["qas"]:
+                total += 1
+                if qa["id"] not in predictions:
+                    continue
+                ground_truths = [a["text"] for a in qa["answers"]]
+                prediction = predictions[qa["id"]]
+                exact_match += max(float(_official_normalize(prediction) == _official_normalize(g))
+                                   for g in ground_truths)
+                f1 += max(_official_f1(prediction, g) for g in ground_truths)
+    return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
