@@ -42,7 +42,6 @@ PARSER_DEFAULTS = {
     "checkpoint.mode": "max",
     "checkpoint.save_last": True,
     "checkpoint.save_top_k": 1,
-    "checkpoint.every_n_epochs": 1,
     "checkpoint.filename": "epoch{epoch}-f1{val/f1:.2f}",
     "checkpoint.auto_insert_metric_name": False,
     "lr_monitor.logging_interval": "step",
@@ -71,6 +70,29 @@ class QACLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
+        if cfg.get("ckpt_path") == "last":
+            found = find_last_checkpoint(cfg)
+            if found:
+                print(f"Resuming from {found}", file=sys.stderr)
+                cfg.ckpt_path = found
+            elif self.subcommand != "fit":
+                raise QAInputError("--ckpt_path last: no last.ckpt found under the run directories; pass a path")
+
+
+def find_last_checkpoint(cfg) -> str | None:
+    """Newest ``last*.ckpt`` of earlier runs: each run logs to a new version folder, so Lightning's own "last"
+    (which looks in the *new* run's folder) would silently start from scratch."""
+    roots = []
+    if cfg.get("checkpoint") and cfg.checkpoint.get("dirpath"):
+        roots.append(Path(cfg.checkpoint.dirpath))
+    logger = cfg.trainer.get("logger")
+    init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
+    if init:
+        save_dir = init.get("save_dir") or cfg.trainer.get("default_root_dir") or "."
+        roots.append(Path(save_dir) / (init.get("name") or "lightning_logs"))
+    roots.append(Path(cfg.trainer.get("default_root_dir") or "."))
+    found = [p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")]
+    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
 
 
 def _parser_kwargs() -> dict:

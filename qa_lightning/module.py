@@ -248,8 +248,8 @@ class QAModule(L.LightningModule):
             # Same value on every rank (each decodes the gathered logits), so no reduction is needed.
             self.log(f"{prefix}/exact_match", float(metrics.get("exact_match", 0.0)), prog_bar=True, sync_dist=False)
             self.log(f"{prefix}/f1", float(metrics.get("f1", 0.0)), prog_bar=True, sync_dist=False)
+        out_dir = self._output_dir(split)  # trainer.log_dir broadcasts: every rank must ask
         if self.trainer.is_global_zero:
-            out_dir = self._output_dir(split)
             for name, obj in files.items():
                 write_json(os.path.join(out_dir, name), obj)
             if split != "predict":

@@ -1,0 +1,137 @@
+"""End-to-end runs of ``python -m qa_lightning`` (debug config): artifacts, metric recomputation, DDP, resume, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT, TINY_DEV
+from reference_recipe import official_v1_evaluate
+
+
+def run_cli(*args, env=None, check=True, timeout=600):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "qa_lightning", *map(str, args)], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def debug_args(tmp: Path, *extra):
+    return ["--config", "configs/debug.yaml", "--trainer.default_root_dir", tmp,
+            "--trainer.logger.init_args.save_dir", tmp, "--data.cache_dir", tmp / "cache",
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+def versions(tmp: Path) -> list[Path]:
+    return sorted((tmp / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+@pytest.fixture(scope="module")
+def debug_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("debug_fit")
+    run_cli("fit", *debug_args(tmp))
+    return tmp, versions(tmp)[-1]
+
+
+@pytest.mark.slow
+def test_debug_fit_writes_checkpoint_predictions_and_official_metrics(debug_run):
+    _, run = debug_run
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and len(ckpts) == 2  # best by val/f1 + last
+    preds = json.loads((run / "predictions.json").read_text())
+    results = json.loads((run / "eval_results.json").read_text())
+    data = json.loads(TINY_DEV.read_text())["data"]
+    official = official_v1_evaluate(data, preds)
+    assert len(preds) == 40
+    assert results["exact_match"] == pytest.approx(official["exact_match"], abs=1e-9)
+    assert results["f1"] == pytest.approx(official["f1"], abs=1e-9)
+    assert results["epoch"] == 1 and results["step"] == 66
+    nbest = json.loads((run / "nbest_predictions.json").read_text())
+    assert set(nbest) == set(preds)
+    # One validation row per epoch: the sanity check logged nothing.
+    rows = list(csv.DictReader((run / "metrics.csv").open()))
+    val_rows = [r for r in rows if r.get("val/f1")]
+    assert len(val_rows) == 2
+    assert any(r.get("train/loss_step") for r in rows)
+
+
+def test_print_config_shows_recipe_and_links():
+    out = run_cli("fit", "--print_config").stdout
+    assert "model_name_or_path: bert-base-cased" in out
+    assert "learning_rate: 2.0e-05" in out and "max_length: 384" in out and "stride: 128" in out
+    assert "monitor: val/f1" in out and "max_epochs: 3" in out
+
+
+def test_offline_default_recipe_fails_with_one_clear_line():
+    proc = run_cli("fit", check=False, timeout=300)
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert err[-1].startswith("error: ") and "Traceback" not in proc.stderr
+    assert "--model.model_name_or_path" in err[-1] and "local" in err[-1]
+
+
+def test_offline_hub_dataset_points_to_local_files(tmp_path):
+    proc = run_cli("fit", "--model.model_name_or_path", "tests/fixtures/tiny-bert", "--model.pretrained", "false",
+                   "--data.cache_dir", tmp_path, "--trainer.default_root_dir", tmp_path,
+                   "--trainer.logger.init_args.save_dir", tmp_path, check=False, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "'squad'" in last and "--data.train_file" in last and "--data.validation_file" in last
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--data.validation_file", "nope.json"], "nope.json: no such file"),
+    (["--data.stride", "192"], "stride"),
+])
+def test_cli_bad_input_one_line(tmp_path, args, needle):
+    proc = run_cli("fit", *debug_args(tmp_path, *args), check=False, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert needle in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_ddp_validate_equals_single_process(debug_run, tmp_path):
+    tmp, run = debug_run
+    ckpt = run / "checkpoints" / "last.ckpt"
+    outs = {}
+    for devices in (1, 2):
+        root = tmp_path / f"d{devices}"
+        extra = ["--trainer.devices", devices, "--ckpt_path", ckpt, "--data.cache_dir", tmp / "cache"]
+        if devices == 2:
+            extra += ["--trainer.strategy", "ddp"]
+        run_cli("validate", *debug_args(root, *extra))
+        out_dir = versions(root)[-1]
+        outs[devices] = (json.loads((out_dir / "predictions.json").read_text()),
+                         json.loads((out_dir / "eval_results.json").read_text()))
+    (p1, r1), (p2, r2) = outs[1], outs[2]
+    assert len(p1) == 40 and p1 == p2
+    assert r1["exact_match"] == r2["exact_match"] and r1["f1"] == r2["f1"]
+    assert r1["examples"] == r2["examples"] == 40
+
+
+@pytest.mark.slow
+def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
+    first = debug_args(tmp_path, "--trainer.max_steps", 10, "--checkpoint.every_n_train_steps", 5)
+    run_cli("fit", *first)
+    saved = torch.load(versions(tmp_path)[-1] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 10
+    proc = run_cli("fit", *debug_args(tmp_path, "--trainer.max_steps", 20, "--checkpoint.every_n_train_steps", 5,
+                                      "--ckpt_path", "last"))
+    assert "Restored all states" in proc.stderr + proc.stdout
+    resumed = versions(tmp_path)[-1]
+    final = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert final["global_step"] == 20
+    # The scheduler continued rather than restarting: its step count is the global step.
+    assert final["lr_schedulers"][0]["last_epoch"] == 20
+    steps = [int(r["step"]) for r in csv.DictReader((resumed / "metrics.csv").open()) if r.get("train/loss_step")]
+    assert steps and min(steps) >= 10
