@@ -131,3 +131,15 @@ def test_full_dev_validation_feature_count(cache_dir):
     assert len(dm.val_examples) == 10570
     assert len(dm.val_dataset) == 10822
     assert len(dm.train_dataset) == 10822
+    # Through the whole data path (file reading, map, cache), training features equal the reference recipe's.
+    from reference_recipe import reference_train_features
+    from conftest import squad_examples
+
+    ref = reference_train_features(squad_examples(SHARED_DEV), dm.tokenizer, 384, 128)
+    pad = dm.tokenizer.pad_token_id
+    ours = dm.train_dataset
+    assert ours["start_positions"] == list(ref["start_positions"])
+    assert ours["end_positions"] == list(ref["end_positions"])
+    for i, (a, b) in enumerate(zip(ours["input_ids"], ref["input_ids"])):
+        n = max(k for k, t in enumerate(b) if t != pad) + 1  # the reference padded to 384
+        assert a == b[:n], f"feature {i}"
