@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import ROOT, TINY_DEV
-from reference_recipe import official_v1_evaluate
+from qa_lightning.reference import official_v1_evaluate
 
 
 def run_cli(*args, env=None, check=True, timeout=600):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qa_lightning.decoding import decode_answers, decode_nbest, null_scores, offsets_to_array
-from reference_recipe import reference_decode, reference_validation_features
+from qa_lightning.reference import reference_decode, reference_validation_features
 from conftest import TINY_DEV, squad_examples
 
 

@@ -60,7 +60,7 @@ def test_v2_breakdown_and_best_threshold():
 
 
 def test_v1_matches_official_script():
-    from reference_recipe import official_v1_evaluate
+    from qa_lightning.reference import official_v1_evaluate
 
     rng = random.Random(1)
     words = ["the", "a", "Denver", "broncos", "1858", "Saint", "Bernadette,", "x", "an", "Soubirous."]

@@ -1,7 +1,11 @@
-"""Test oracle: the reference recipe's preprocessing and n-best decoding, written out loop by loop.
+"""The reference recipe restated loop by loop: preprocessing, n-best decoding, the official v1.1 evaluation.
 
-This is the behaviour we must match (the Hugging Face course chapter in ../shared/seed), restated as plain
-functions so the tests can compare our vectorised code against it feature for feature. Not used by the package.
+    from qa_lightning.reference import reference_train_features, reference_decode
+
+This is the behaviour qa_lightning must match (the Hugging Face course chapter on question answering, and the
+official evaluate-v1.1.py), kept as plain slow functions: the tests compare our vectorised code against them
+feature for feature, and the benchmarks (``qa_lightning.bench``) time them as the baseline. The training pipeline
+never calls them.
 """
 
 from __future__ import annotations
