@@ -9,7 +9,9 @@ What this subclass adds to LightningCLI:
 - ``model.model_name_or_path`` is linked to ``data.model_name_or_path``: the tokenizer always matches the model.
 - ``trainer.precision`` left unset means bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
   fp32 on CPU.
-- Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt``; CSV logs under ``lightning_logs/``.
+- Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt``; CSV logs under ``lightning_logs/``;
+  after ``fit`` the best model is exported for ``transformers.pipeline`` (``--export.*``, optional hub push) and
+  ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
 - ``configs/squad_bert_base_cased.yaml`` is the default config when the repository checkout is present (the code
   defaults are the same recipe, so an installed package behaves identically).
 - User mistakes (missing files, malformed data, no network for the hub) end with one ``error:`` line, exit code 2.
@@ -25,6 +27,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from .callbacks import ExportCallback, LearningCurves
 from .data import SquadDataModule
 from .errors import QAInputError
 from .module import QAModule
@@ -64,6 +67,8 @@ class QACLI(LightningCLI):
         # Always-on callbacks, configurable as --checkpoint.* and --lr_monitor.*
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(ExportCallback, "export")
+        parser.add_lightning_class_args(LearningCurves, "curves")
         parser.set_defaults(PARSER_DEFAULTS)
 
     def before_instantiate_classes(self) -> None:
@@ -100,11 +105,11 @@ def _parser_kwargs() -> dict:
     return {cmd: {"default_config_files": defaults} for cmd in ("fit", "validate", "test", "predict")}
 
 
-def main(args: list[str] | None = None) -> None:
-    """Run the CLI; user errors become one line on stderr and exit status 2."""
+def main(args: list[str] | None = None) -> QACLI:
+    """Run the CLI and return it; user errors become one line on stderr and exit status 2."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # loaders fork after the tokenizer ran
     try:
-        QACLI(QAModule, SquadDataModule, trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=42,
+        return QACLI(QAModule, SquadDataModule, trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=42,
               parser_kwargs=_parser_kwargs(), save_config_kwargs={"overwrite": True}, args=args)
     except QAInputError as err:
         print(f"error: {err}", file=sys.stderr)

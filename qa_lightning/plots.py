@@ -1,0 +1,70 @@
+"""Learning curves from Lightning's CSV log: train loss and validation EM/F1 per epoch, as a PNG.
+
+    python -m qa_lightning.plots lightning_logs/version_0/metrics.csv   # writes learning_curves.png beside it
+
+The CSV stays the source of truth; this is a picture of it (matplotlib, headless Agg backend).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+
+__all__ = ["plot_learning_curves"]
+
+
+def _floats(rows, key):
+    return [(float(r["step"]), float(r[key]), r.get("epoch")) for r in rows if r.get(key) not in (None, "")]
+
+
+def plot_learning_curves(csv_path: str, png_path: str) -> str:
+    """Read ``metrics.csv`` and write ``png_path``; returns the PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
+    step_loss = _floats(rows, "train/loss_step")
+    if step_loss:
+        ax_loss.plot([s for s, _, _ in step_loss], [v for _, v, _ in step_loss], color="tab:blue", alpha=0.35,
+                     lw=1, label="train loss (step)")
+    epoch_loss = _floats(rows, "train/loss_epoch")
+    if epoch_loss:
+        ax_loss.plot([s for s, _, _ in epoch_loss], [v for _, v, _ in epoch_loss], "o-", color="tab:blue",
+                     label="train loss (epoch mean)")
+    ax_loss.set_xlabel("optimizer step")
+    ax_loss.set_ylabel("loss")
+    ax_loss.set_title("Training loss")
+    ax_loss.grid(alpha=0.3)
+    if step_loss or epoch_loss:
+        ax_loss.legend()
+    for key, label, color in (("val/exact_match", "exact match", "tab:orange"), ("val/f1", "F1", "tab:green")):
+        pts = _floats(rows, key)
+        if pts:
+            epochs = [int(float(e)) + 1 if e not in (None, "") else i + 1 for i, (_, _, e) in enumerate(pts)]
+            ax_val.plot(epochs, [v for _, v, _ in pts], "o-", color=color, label=label)
+            ax_val.annotate(f"{pts[-1][1]:.1f}", (epochs[-1], pts[-1][1]), textcoords="offset points",
+                            xytext=(4, 4), color=color)
+    from matplotlib.ticker import MaxNLocator
+
+    ax_val.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_val.set_xlabel("epoch")
+    ax_val.set_ylabel("score (%)")
+    ax_val.set_title("Validation (SQuAD)")
+    ax_val.grid(alpha=0.3)
+    if ax_val.lines:
+        ax_val.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+if __name__ == "__main__":
+    path = sys.argv[1] if len(sys.argv) > 1 else "metrics.csv"
+    print(plot_learning_curves(path, os.path.join(os.path.dirname(os.path.abspath(path)), "learning_curves.png")))
