@@ -27,7 +27,7 @@ import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from .callbacks import ExportCallback, LearningCurves
+from .callbacks import CrashSafety, ExportCallback, LearningCurves
 from .data import SquadDataModule
 from .errors import QAInputError
 from .module import QAModule
@@ -69,6 +69,7 @@ class QACLI(LightningCLI):
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(ExportCallback, "export")
         parser.add_lightning_class_args(LearningCurves, "curves")
+        parser.add_lightning_class_args(CrashSafety, "crash_safety")
         parser.set_defaults(PARSER_DEFAULTS)
 
     def before_instantiate_classes(self) -> None:

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["QACollator", "LengthGroupedSampler", "sorted_by_length"]
+__all__ = ["QACollator", "EpochSampler", "LengthGroupedSampler", "sorted_by_length"]
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
@@ -84,29 +84,26 @@ def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-class LengthGroupedSampler(Sampler[int]):
-    """Random order with similar lengths close together (the idea of HF's ``group_by_length``).
+class EpochSampler(Sampler[int]):
+    """A deterministic order per epoch that can resume mid-epoch.
 
-    Each epoch: a seeded permutation is cut into mega-batches of ``mega_factor * batch_size`` indices, each sorted
-    longest first, so that a batch holds features of similar length while batch composition stays random. The
-    batch holding the longest feature goes first, so an out-of-memory shows up in the first step, not hours later.
+    The order of epoch ``e`` depends only on ``(seed, e)``, never on a global RNG or on how often it was iterated,
+    so a resumed run sees exactly the batches an uninterrupted run would have seen; ``skip_fn(epoch)`` says how many
+    leading samples of that epoch were already consumed before a checkpoint (0 normally).
 
     Args:
-        lengths: token count of every feature.
-        batch_size: per-device batch size.
+        n: dataset size.
         seed: base seed; the epoch is added to it.
-        mega_factor: mega-batch size in batches.
-        epoch_fn: returns the current epoch (the trainer's), so order is right after a resume; falls back to
-            ``set_epoch`` or to counting iterations.
+        epoch_fn: returns the current epoch (the trainer's); falls back to ``set_epoch`` or to counting iterations.
+        skip_fn: returns how many samples of the given epoch to skip (resume), or None.
     """
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, mega_factor: int = 50,
-                 epoch_fn: Callable[[], int] | None = None):
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
+    def __init__(self, n: int, seed: int = 0, epoch_fn: Callable[[], int] | None = None,
+                 skip_fn: Callable[[int], int] | None = None):
+        self.n = n
         self.seed = seed
-        self.mega = max(1, mega_factor * batch_size)
         self.epoch_fn = epoch_fn
+        self.skip_fn = skip_fn
         self._epoch: int | None = None
         self._iters = 0
 
@@ -114,7 +111,7 @@ class LengthGroupedSampler(Sampler[int]):
         self._epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.lengths)
+        return self.n
 
     def current_epoch(self) -> int:
         if self.epoch_fn is not None:
@@ -125,8 +122,38 @@ class LengthGroupedSampler(Sampler[int]):
         return self._epoch if self._epoch is not None else self._iters
 
     def indices(self, epoch: int) -> np.ndarray:
-        rng = np.random.default_rng(self.seed + epoch)
-        perm = rng.permutation(len(self.lengths))
+        return np.random.default_rng(self.seed + epoch).permutation(self.n)
+
+    def __iter__(self) -> Iterator[int]:
+        epoch = self.current_epoch()
+        self._iters += 1
+        skip = self.skip_fn(epoch) if self.skip_fn is not None else 0
+        return iter(self.indices(epoch)[skip:].tolist())
+
+
+class LengthGroupedSampler(EpochSampler):
+    """Random order with similar lengths close together (the idea of HF's ``group_by_length``).
+
+    Each epoch: a seeded permutation is cut into mega-batches of ``mega_factor * batch_size`` indices, each sorted
+    longest first, so that a batch holds features of similar length while batch composition stays random. The
+    batch holding the longest feature goes first, so an out-of-memory shows up in the first step, not hours later.
+
+    Args:
+        lengths: token count of every feature.
+        batch_size: per-device batch size.
+        seed, epoch_fn, skip_fn: as :class:`EpochSampler`.
+        mega_factor: mega-batch size in batches.
+    """
+
+    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, mega_factor: int = 50,
+                 epoch_fn: Callable[[], int] | None = None, skip_fn: Callable[[int], int] | None = None):
+        super().__init__(len(lengths), seed, epoch_fn, skip_fn)
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.mega = max(1, mega_factor * batch_size)
+
+    def indices(self, epoch: int) -> np.ndarray:
+        perm = super().indices(epoch)
         megas = [perm[i:i + self.mega] for i in range(0, len(perm), self.mega)]
         megas = [m[np.argsort(-self.lengths[m], kind="stable")] for m in megas]
         order = np.concatenate(megas) if megas else perm
@@ -137,8 +164,3 @@ class LengthGroupedSampler(Sampler[int]):
             first = order[b:b + self.batch_size].copy()
             order = np.concatenate([first, np.delete(order, np.arange(b, min(b + self.batch_size, len(order))))])
         return order
-
-    def __iter__(self) -> Iterator[int]:
-        epoch = self.current_epoch()
-        self._iters += 1
-        return iter(self.indices(epoch).tolist())

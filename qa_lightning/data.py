@@ -26,9 +26,9 @@ from typing import Optional
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Sampler
 
-from .collate import LengthGroupedSampler, QACollator, sorted_by_length
+from .collate import EpochSampler, LengthGroupedSampler, QACollator, sorted_by_length
 from .errors import QAInputError
 from .features import check_window_args, prepare_train_features, prepare_validation_features
 from .models import load_tokenizer
@@ -382,12 +382,33 @@ class SquadDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.train_dataset
+        common = dict(seed=self.hparams.seed, epoch_fn=lambda: self.trainer.current_epoch, skip_fn=self._skip)
         if self.hparams.group_by_length and not self.hparams.pad_to_max_length:
-            sampler = LengthGroupedSampler(self._lengths(ds), self.batch_size, seed=self.hparams.seed,
-                                           epoch_fn=lambda: self.trainer.current_epoch)
+            sampler = LengthGroupedSampler(self._lengths(ds), self.batch_size, **common)
         else:
-            sampler = RandomSampler(ds, generator=torch.Generator().manual_seed(self.hparams.seed))
+            sampler = EpochSampler(len(ds), **common)
         return self._loader(ds, self.batch_size, sampler)
+
+    # ------------------------------------------------------------------------- mid-epoch resume
+    def state_dict(self) -> dict:
+        """Saved in every checkpoint: where in which epoch training stood (batches fully processed)."""
+        trainer = self.trainer
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed, "batch_size": self.batch_size,
+                "world_size": trainer.world_size}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._resume = dict(state) if state else None
+
+    def _skip(self, epoch: int) -> int:
+        """Samples of ``epoch`` consumed before the checkpoint we resumed from (once; 0 otherwise)."""
+        resume = getattr(self, "_resume", None)
+        if not resume or resume.get("epoch") != epoch:
+            return 0
+        self._resume = None
+        return int(resume["batches_done"]) * int(resume["batch_size"]) * int(resume.get("world_size", 1))
 
     def _eval_loader(self, ds) -> DataLoader:
         if self.hparams.sort_eval_by_length and not self.hparams.pad_to_max_length:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import warnings
 from typing import Any, Optional
 
@@ -78,6 +79,28 @@ def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     decay = [p for n, p in model.named_parameters() if p.requires_grad and n not in no_decay]
     plain = [p for n, p in model.named_parameters() if p.requires_grad and n in no_decay]
     return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
+
+
+def _collect_rng_states() -> dict:
+    """Global RNG states as tensors and plain types (loadable with ``torch.load(weights_only=True)``)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                      "gauss": float(gauss)},
+            "python": {"version": version, "state": list(py_state), "gauss": py_gauss}}
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    if states.get("torch.cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["torch.cuda"])
+    np_state = states["numpy"]
+    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    py = states["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
 
 
 class QAModule(L.LightningModule):
@@ -148,6 +171,21 @@ class QAModule(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # ---------------------------------------------------------------------------- exact resume (RNG)
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
+        checkpoint["qa_lightning_rng"] = _collect_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("qa_lightning_rng")
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Restore as late as possible: anything before the first resumed step may have drawn random numbers.
+        states = getattr(self, "_rng_to_restore", None)
+        if states is not None:
+            self._rng_to_restore = None
+            _set_rng_states(states)
 
     # ------------------------------------------------------------------------------------------- steps
     def forward(self, **inputs):
