@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
@@ -325,6 +326,7 @@ class SquadDataModule(L.LightningDataModule):
             features = datasets.load_from_disk(os.path.join(path, "features"))
             with open(os.path.join(path, "report.txt")) as fh:
                 self.reports[split] = fh.read().strip()
+            rank_zero_info(f"[{split}] {self.reports[split]}")  # repairs and skips are never silent
             if split == "train":
                 self.train_dataset = features
             else:

@@ -142,8 +142,7 @@ def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384
         stride: overlapping tokens between consecutive windows.
         pad_to_max_length: pad every feature to ``max_length`` as the reference does (off: the collator pads).
     Returns:
-        the tokenizer's model inputs plus ``start_positions``, ``end_positions`` and ``example_index`` (position of
-        the source example in the batch, useful for bookkeeping).
+        the tokenizer's model inputs plus ``start_positions`` and ``end_positions``.
     """
     enc, ctx_id = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length, question_column, context_column)
     sample_map = enc.pop("overflow_to_sample_mapping")

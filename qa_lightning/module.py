@@ -276,8 +276,10 @@ class QAModule(L.LightningModule):
             odds = {ids[i]: float(nulls[i] - (nbest[i][0]["score"] if nbest[i] else -1e9)) for i in keep}
             files["null_odds.json"] = odds
             if split != "predict":
+                # Predictions already answer "" past the threshold: score them as they are (the official script
+                # without --na-prob-thresh gives the same numbers) and sweep null_odds for best_exact/best_f1.
                 metrics = squad_v2(preds, {ids[i]: ev.answers[i] for i in keep}, na_probs=odds,
-                                   na_prob_thresh=hp.null_score_diff_threshold)
+                                   na_prob_thresh=float("inf"))
                 metrics["exact_match"] = metrics["exact"]
         elif split != "predict":
             metrics = squad_v1(preds, {ids[i]: ev.answers[i] for i in keep})

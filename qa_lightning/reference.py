@@ -144,3 +144,86 @@ def official_v1_evaluate(dataset, predictions):
                                    for g in ground_truths)
                 f1 += max(_official_f1(prediction, g) for g in ground_truths)
     return {"exact_match": 100.0 * exact_match / total, "f1": 100.0 * f1 / total}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The official SQuAD v2.0 evaluation (evaluate-v2.0.py), restated: exact/f1, HasAns/NoAns, best thresholds.
+def _official_f1_v2(a_gold, a_pred):
+    gold_toks = _official_normalize(a_gold).split() if a_gold else []
+    pred_toks = _official_normalize(a_pred).split() if a_pred else []
+    common = collections.Counter(gold_toks) & collections.Counter(pred_toks)
+    num_same = sum(common.values())
+    if len(gold_toks) == 0 or len(pred_toks) == 0:
+        return int(gold_toks == pred_toks)
+    if num_same == 0:
+        return 0
+    precision = 1.0 * num_same / len(pred_toks)
+    recall = 1.0 * num_same / len(gold_toks)
+    return (2 * precision * recall) / (precision + recall)
+
+
+def official_v2_evaluate(dataset, preds, na_probs=None, na_prob_thresh=1.0):
+    """``dataset``: the ``data`` list of a SQuAD v2 JSON; ``preds``: {id: text}; ``na_probs``: {id: float}."""
+    if na_probs is None:
+        na_probs = {k: 0.0 for k in preds}
+    qid_to_has_ans = {}
+    exact_scores, f1_scores = {}, {}
+    for article in dataset:
+        for p in article["paragraphs"]:
+            for qa in p["qas"]:
+                qid = qa["id"]
+                qid_to_has_ans[qid] = bool(qa["answers"])
+                gold_answers = [a["text"] for a in qa["answers"] if _official_normalize(a["text"])]
+                if not gold_answers:
+                    gold_answers = [""]
+                if qid not in preds:
+                    continue
+                a_pred = preds[qid]
+                exact_scores[qid] = max(int(_official_normalize(a) == _official_normalize(a_pred)) for a in gold_answers)
+                f1_scores[qid] = max(_official_f1_v2(a, a_pred) for a in gold_answers)
+
+    def apply_thresh(scores):
+        out = {}
+        for qid, s in scores.items():
+            out[qid] = float(not qid_to_has_ans[qid]) if na_probs[qid] > na_prob_thresh else s
+        return out
+
+    exact_thresh, f1_thresh = apply_thresh(exact_scores), apply_thresh(f1_scores)
+
+    def make_eval(qid_list=None):
+        if qid_list is None:
+            total = len(exact_thresh)
+            return {"exact": 100.0 * sum(exact_thresh.values()) / total,
+                    "f1": 100.0 * sum(f1_thresh.values()) / total, "total": total}
+        total = len(qid_list)
+        return {"exact": 100.0 * sum(exact_thresh[k] for k in qid_list) / total,
+                "f1": 100.0 * sum(f1_thresh[k] for k in qid_list) / total, "total": total}
+
+    out = make_eval()
+    has_ans = [k for k, v in qid_to_has_ans.items() if v]
+    no_ans = [k for k, v in qid_to_has_ans.items() if not v]
+    for prefix, ids in (("HasAns", has_ans), ("NoAns", no_ans)):
+        if ids:
+            for k, v in make_eval(ids).items():
+                out[f"{prefix}_{k}"] = v
+
+    def find_best_thresh(scores):
+        num_no_ans = len(no_ans)
+        cur_score = best_score = num_no_ans
+        best_thresh = 0.0
+        for qid in sorted(na_probs, key=lambda k: na_probs[k]):
+            if qid not in scores:
+                continue
+            if qid_to_has_ans[qid]:
+                diff = scores[qid]
+            else:
+                diff = -1 if preds[qid] else 0
+            cur_score += diff
+            if cur_score > best_score:
+                best_score = cur_score
+                best_thresh = na_probs[qid]
+        return 100.0 * best_score / len(scores), best_thresh
+
+    out["best_exact"], out["best_exact_thresh"] = find_best_thresh(exact_scores)
+    out["best_f1"], out["best_f1_thresh"] = find_best_thresh(f1_scores)
+    return out

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,31 @@ def squad_examples(path: Path) -> dict:
 @pytest.fixture
 def cache_dir(tmp_path):
     return str(tmp_path / "cache")
+
+
+# ------------------------------------------------------------------------------ running the CLI
+def run_cli(*args, env=None, check=True, timeout=600):
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-m", "qa_lightning", *map(str, args)], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def debug_args(tmp: Path, *extra):
+    return ["--config", "configs/debug.yaml", "--trainer.default_root_dir", tmp,
+            "--trainer.logger.init_args.save_dir", tmp, "--data.cache_dir", tmp / "cache",
+            "--trainer.enable_progress_bar", "false", *extra]
+
+
+def versions(tmp: Path) -> list[Path]:
+    return sorted((tmp / "lightning_logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+
+
+@pytest.fixture(scope="session")
+def debug_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("debug_fit")
+    run_cli("fit", *debug_args(tmp))
+    return tmp, versions(tmp)[-1]

@@ -1,0 +1,73 @@
+"""SQuAD v2: unanswerable questions train to CLS; null-score decoding; metrics equal the official v2.0 script."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from qa_lightning.features import prepare_train_features
+from qa_lightning.reference import official_v2_evaluate
+from conftest import TINY_DEV, debug_args, run_cli, squad_examples, versions
+
+
+def synthetic_v2(path):
+    """Every other question is moved to a paragraph of another article: unanswerable there."""
+    data = json.loads(TINY_DEV.read_text())
+    paragraphs = [(a, p) for a, art in enumerate(data["data"]) for p in art["paragraphs"]]
+    rng = random.Random(0)
+    moved = []
+    for a, para in paragraphs:
+        keep = []
+        for i, qa in enumerate(para["qas"]):
+            if i % 2:
+                moved.append((a, {"id": qa["id"], "question": qa["question"], "answers": [], "is_impossible": True}))
+            else:
+                keep.append({**qa, "is_impossible": False})
+        para["qas"] = keep
+    for a, qa in moved:
+        _, para = rng.choice([(b, p) for b, p in paragraphs if b != a])
+        para["qas"].append(qa)
+    data["version"] = "v2.0"
+    path.write_text(json.dumps(data))
+    return data
+
+
+def test_unanswerable_questions_are_labelled_cls(tokenizer, tmp_path):
+    data = synthetic_v2(tmp_path / "v2.json")
+    cols = {True: {"question": [], "context": [], "answers": []}, False: {"question": [], "context": [], "answers": []}}
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                side = cols[bool(qa["answers"])]
+                side["question"].append(qa["question"])
+                side["context"].append(para["context"])
+                side["answers"].append({"text": [x["text"] for x in qa["answers"]],
+                                        "answer_start": [x["answer_start"] for x in qa["answers"]]})
+    assert len(cols[False]["question"]) >= 10
+    impossible = prepare_train_features(cols[False], tokenizer, 128, 32)
+    assert set(impossible["start_positions"]) == {0} and set(impossible["end_positions"]) == {0}  # CLS of BERT
+    possible = prepare_train_features(cols[True], tokenizer, 128, 32)
+    assert sum(s > 0 for s in possible["start_positions"]) >= 20
+
+
+@pytest.mark.slow
+def test_v2_validation_files_match_the_official_v2_script(debug_run, tmp_path):
+    tmp, run = debug_run
+    data = synthetic_v2(tmp_path / "v2.json")
+    run_cli("validate", *debug_args(tmp_path, "--ckpt_path", run / "checkpoints" / "last.ckpt",
+                                    "--data.validation_file", tmp_path / "v2.json",
+                                    "--data.version_2_with_negative", "true"))
+    out = versions(tmp_path)[-1]
+    preds = json.loads((out / "predictions.json").read_text())
+    odds = json.loads((out / "null_odds.json").read_text())
+    ours = json.loads((out / "eval_results.json").read_text())
+    official = official_v2_evaluate(data["data"], preds, odds)
+    for key in ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_exact", "best_f1",
+                "best_exact_thresh", "best_f1_thresh", "HasAns_total", "NoAns_total"):
+        assert ours[key] == pytest.approx(official[key], abs=1e-9), key
+    assert ours["HasAns_total"] + ours["NoAns_total"] == 40 and ours["NoAns_total"] >= 10
+    assert set(odds) == set(preds)
+    # The rule: "" exactly when the null score beats the best span by more than the threshold (0.0).
+    assert all((preds[k] == "") == (odds[k] > 0.0) for k in preds)
