@@ -285,39 +285,52 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
     gc.collect()
 
     # --- ours: the real fit path ------------------------------------------------------------------------------
-    clock = StepClock(cuda)
+    def run_ours(force_train: bool) -> dict:
+        clock, res = StepClock(cuda), {}
 
-    class OursClock(L.Callback):
-        def on_train_start(self, trainer, module):
-            clock.t0 = clock.now()
+        class OursClock(L.Callback):
+            def on_train_start(self, trainer, module):
+                clock.t0 = clock.now()
+                res["dropout_off"] = not module.model.training  # what the steps below actually run in
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            clock.ends.append(clock.now())
-            clock.real.append(batch["attention_mask"].sum())  # stays on the device: no extra sync per step
-            clock.padded.append(batch["attention_mask"].numel())
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+                clock.ends.append(clock.now())
+                clock.real.append(batch["attention_mask"].sum())  # stays on the device: no extra sync per step
+                clock.padded.append(batch["attention_mask"].numel())
 
-    res = results["ours"] = {}
-    with peak_memory(cuda, res):
-        t0 = time.perf_counter()
-        dm = SquadDataModule(model_name_or_path=ours_name, train_file=a.train_file, validation_file=str(TINY_DEV),
-                             max_length=a.max_length, stride=a.stride, batch_size=a.batch_size,
-                             cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
-        L.seed_everything(a.seed, verbose=False)
-        module = QAModule(model_name_or_path=ours_name, pretrained=pretrained)
-        trainer = lightning_trainer(a, prec, "ours", callbacks=[OursClock()], max_steps=a.steps,
-                                    limit_val_batches=0, num_sanity_val_steps=0)
-        trainer.fit(module, datamodule=dm)
-        res["e2e_s"] = time.perf_counter() - t0
-    res.update(clock.summary(a.batch_size, a.warmup_steps))
-    res["features"] = len(dm.train_dataset)
-    lengths = pc.list_value_length(dm.train_dataset.data.column("input_ids")).to_numpy()
-    del trainer, module
-    if cuda:
-        torch.cuda.empty_cache()
+        with peak_memory(cuda, res):
+            t0 = time.perf_counter()
+            dm = SquadDataModule(model_name_or_path=ours_name, train_file=a.train_file,
+                                 validation_file=str(TINY_DEV), max_length=a.max_length, stride=a.stride,
+                                 batch_size=a.batch_size, cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
+            L.seed_everything(a.seed, verbose=False)
+            module = QAModule(model_name_or_path=ours_name, pretrained=pretrained)
+            if force_train:
+                module.model.train()
+            trainer = lightning_trainer(a, prec, "ours", callbacks=[OursClock()], max_steps=a.steps,
+                                        limit_val_batches=0, num_sanity_val_steps=0)
+            trainer.fit(module, datamodule=dm)
+            res["e2e_s"] = time.perf_counter() - t0
+        res.update(clock.summary(a.batch_size, a.warmup_steps))
+        res["features"] = len(dm.train_dataset)
+        res["lengths"] = pc.list_value_length(dm.train_dataset.data.column("input_ids")).to_numpy()
+        del trainer, module
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+        return res
 
+    labels = {"peer": "peer: HF Trainer, padded to max_length", "ours": "ours: Lightning fit path"}
+    results["ours"] = run_ours(False)
+    if results["ours"]["dropout_off"]:  # from_pretrained() returns eval mode and Lightning keeps it: no dropout
+        results["ours-dropout"] = run_ours(True)
+        labels["ours-dropout"] = "ours, encoder .train() before fit (dropout on, as the peer)"
+        details.append("- train: WARNING: QAModule's encoder was in eval mode for the whole fit (dropout off: "
+                       "from_pretrained() returns eval mode and Lightning does not change it), so 'ours' skipped "
+                       "dropout that the peer runs; the 'dropout on' row is the like-for-like figure")
     stage = f"train: {a.steps} steps, batch {a.batch_size}, {prec}, {a.max_length}/{a.stride}"
     peer = results["peer"]
-    for name, label in (("peer", "peer: HF Trainer, padded to max_length"), ("ours", "ours: Lightning fit path")):
+    for name, label in labels.items():
         r = results[name]
         rows.append(dict(stage=stage, pipeline=label, rate=f"{r['features_s']:.2f} features/s",
                          tokens=f"{r['tokens_s']:.0f}" if "tokens_s" in r else "n/a",
@@ -327,9 +340,13 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
                        f"(first {a.warmup_steps} dropped); step s: {', '.join(f'{s:.3f}' for s in r['step_s'])}; "
                        f"real/padded tokens per feature in measured batches: {r.get('real_len', 0):.1f}/"
                        f"{r.get('padded_len', 0):.1f}")
-    details.append(f"- train: dataset mean real length {lengths.mean():.1f} tokens per feature (ours' first steps "
-                   "draw the longest batches of the first length-sorted mega-batch, so short runs understate its "
-                   "epoch-average features/s; real tokens/s is the length-fair figure)")
+    mean_len = float(results["ours"]["lengths"].mean())
+    details.append(f"- train: dataset mean real length {mean_len:.1f} tokens per feature. Ours' first steps draw the "
+                   "longest batches of its first length-sorted mega-batch, so a short run understates its "
+                   "epoch-average features/s; real tokens/s is the length-fair figure (ours at the mean length, if "
+                   "time scales with tokens: " + ", ".join(
+                       f"{name} ~{results[name]['tokens_s'] / mean_len:.2f} features/s" for name in labels
+                       if name != "peer" and "tokens_s" in results[name]) + ")")
 
 
 def bench_prep(a, rows: list, details: list, state: dict) -> None:
@@ -490,6 +507,9 @@ def bench_learn(a, prec: str, rows: list, details: list) -> None:
                          max_eval_samples=a.learn_eval_samples, cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
     L.seed_everything(a.seed, verbose=False)
     module = QAModule(model_name_or_path=ours_name, pretrained=pretrained, learning_rate=lr, warmup_ratio=0.1)
+    if not module.model.training:
+        details.append("- learn: WARNING: QAModule's encoder is in eval mode at fit start (from_pretrained() returns "
+                       "eval mode and Lightning keeps it), so ours trains without dropout; the peer trains with it")
     eval_time = {}
 
     class EvalClock(L.Callback):

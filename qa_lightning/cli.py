@@ -76,7 +76,10 @@ class QACLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
-        if cfg.get("ckpt_path") == "last":
+        ckpt = cfg.get("ckpt_path")
+        if ckpt not in (None, "last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)):
+            raise QAInputError(f"--ckpt_path: {ckpt}: no such checkpoint file (or use 'last' to resume the newest run)")
+        if ckpt == "last":
             found = find_last_checkpoint(cfg)
             if found:
                 print(f"Resuming from {found}", file=sys.stderr)

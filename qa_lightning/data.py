@@ -208,7 +208,8 @@ class SquadDataModule(L.LightningDataModule):
         for name, path in (("train_file", train_file), ("validation_file", validation_file),
                            ("test_file", test_file), ("predict_file", predict_file)):
             if path is not None and not os.path.isfile(path):
-                raise QAInputError(f"--data.{name}: {path}: no such file")
+                what = "is a directory, expected a data file" if os.path.isdir(path) else "no such file"
+                raise QAInputError(f"--data.{name}: {path}: {what}")
         self.save_hyperparameters()
         self.model_name_or_path = model_name_or_path
         self.max_length, self.stride = max_length, stride
