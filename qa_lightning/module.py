@@ -64,7 +64,9 @@ def build_model(model_name_or_path: str, pretrained: bool = True, attn_implement
             if os.path.isdir(path):
                 raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None
             raise QAInputError(hub_hint(model_name_or_path)) from None
-    return model.float()
+    # from_pretrained returns the model in eval mode and Lightning 2.x keeps submodule modes as it finds them:
+    # without this, training would run with dropout off (unlike the recipe).
+    return model.float().train()
 
 
 def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:

@@ -1,0 +1,62 @@
+"""QAModule: training mode, optimizer groups, schedule, evaluation gather."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from qa_lightning import QAModule, SquadDataModule
+from qa_lightning.module import optimizer_groups
+from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN
+
+
+def test_pretrained_encoder_trains_with_dropout_on(tmp_path):
+    """from_pretrained returns eval mode; the recipe trains with dropout: the encoder must be in train mode."""
+    from transformers import AutoConfig, AutoModelForQuestionAnswering
+
+    model_dir = tmp_path / "pretrained"
+    AutoModelForQuestionAnswering.from_config(AutoConfig.from_pretrained(TINY_BERT)).save_pretrained(model_dir)
+    for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt"):
+        (model_dir / f).write_bytes((TINY_BERT / f).read_bytes())
+    module = QAModule(model_name_or_path=str(model_dir))
+    seen = []
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen.append(all(m.training for m in pl_module.model.modules()))
+
+    dm = SquadDataModule(model_name_or_path=str(model_dir), train_file=str(TINY_TRAIN), validation_file=str(TINY_DEV),
+                         max_length=128, stride=32, cache_dir=str(tmp_path / "cache"), num_workers=0)
+    trainer = L.Trainer(accelerator="cpu", max_steps=3, val_check_interval=2, limit_val_batches=2, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, callbacks=[Probe()],
+                        default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert seen == [True, True, True]  # also after the validation at step 2
+
+
+def test_no_weight_decay_on_bias_and_layernorm():
+    module = QAModule(model_name_or_path=str(TINY_BERT), pretrained=False)
+    decay, plain = optimizer_groups(module.model, 0.01)
+    names = {id(p): n for n, p in module.model.named_parameters()}
+    assert all(not names[id(p)].endswith("bias") and "LayerNorm" not in names[id(p)] for p in decay["params"])
+    assert all(names[id(p)].endswith("bias") or "LayerNorm" in names[id(p)] for p in plain["params"])
+    assert decay["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    assert len(decay["params"]) + len(plain["params"]) == len(list(module.model.parameters()))
+
+
+def test_linear_schedule_with_warmup(tmp_path):
+    module = QAModule(model_name_or_path=str(TINY_BERT), pretrained=False, learning_rate=1e-3, warmup_ratio=0.25)
+    dm = SquadDataModule(model_name_or_path=str(TINY_BERT), train_file=str(TINY_TRAIN), validation_file=str(TINY_DEV),
+                         max_length=128, stride=32, cache_dir=str(tmp_path / "cache"), num_workers=0,
+                         max_train_samples=64)
+    lrs = []
+
+    class Probe(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = L.Trainer(accelerator="cpu", max_steps=8, limit_val_batches=0, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, callbacks=[Probe()], default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert lrs[0] == 0.0 and lrs[1] == 0.5e-3 and lrs[2] == 1e-3  # 2 warm-up steps of 8
+    assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0
