@@ -2,30 +2,24 @@
 
     make bench                                               # = python -m qa_lightning.bench (CPU, MiniLM, fp32)
     python -m qa_lightning.bench --model tiny --steps 4      # smoke test of every code path, about a minute on a CPU
-    python -m qa_lightning.bench --device cuda --model bert-base-shapes \\
+    python -m qa_lightning.bench --device cuda --model bert-base-shapes \
         --train-file DATA/squad-dev-articles-00-39.json --dev-file DATA/dev-v1.1.json --tokenizer DATA/bert-base-cased
     python -m qa_lightning.bench --learn                     # EM/F1 after one epoch, ours vs the peer (long on a CPU)
 
-Stages (``--stages``, default ``train,prep,post``), each printed in its own rows of one markdown table that is also
-written to ``--out`` (default ``bench/results-<device>.md``):
+Stages (``--stages``, default all), printed as rows of one markdown table, also written to ``--out``
+(default ``bench/results-<device>.md``); bench/README.md says exactly what is timed and how:
 
-train  ``--steps`` optimizer steps of each pipeline on the same model, data, batch size, precision and hardware.
-       Peer: the recipe as users run it -- ``reference_train_features`` (padded to max_length), the recipe's
-       ``TrainingArguments`` (lr 2e-5, weight decay 0.01, bf16/fp16 only on GPU, nothing else tuned) and
-       ``transformers.Trainer``. Ours: ``lightning.Trainer`` + ``QAModule`` + ``SquadDataModule`` with their default
-       speed settings (dynamic padding, length-grouped batches, SDPA, fused AdamW on CUDA, loader workers), a CSVLogger,
-       ModelCheckpoint and LearningRateMonitor as the CLI has them, and no evaluation. Step time = interval between
-       consecutive optimizer-step ends (a callback in each trainer; CUDA is synchronised there only); the first
-       ``--warmup-steps`` steps are dropped and the median reported; features/s = batch / median step; real tokens/s
-       = non-pad tokens of the measured steps' batches (attention masks) / their summed step time.
-prep   examples/s of building train and validation features for dev-v1.1.json with the bert-base-cased tokenizer:
-       ours (``features.py``) vs the reference functions, through the same ``Dataset.map(batched=True)``.
-post   decode + metric on all dev features with seeded random logits: ours (``decode_answers`` + ``squad_v1``) vs the
-       recipe's loop (``reference_decode`` indexing the features ``Dataset`` as the recipe does, + the official v1.1
-       evaluation); predictions are asserted identical. prep and post report the best of ``--repeats`` runs.
+- train: ``--steps`` optimizer steps each. Peer: ``reference_train_features`` (padded to max_length) + the recipe's
+  ``TrainingArguments`` (lr 2e-5, weight decay 0.01, bf16/fp16 only on GPU, nothing tuned) + ``transformers.Trainer``.
+  Ours: ``lightning.Trainer`` + ``QAModule`` + ``SquadDataModule`` with their default speed settings, CSVLogger,
+  ModelCheckpoint and LearningRateMonitor, no evaluation. Median step time (between optimizer-step ends, in a callback
+  of each trainer, CUDA synchronised there only) after ``--warmup-steps``; real tokens/s from the attention masks.
+- prep: examples/s of ``features.py`` vs the reference functions through the same ``Dataset.map(batched=True)``.
+- post: decode + EM/F1 on all dev features with seeded random logits, ours vs ``reference_decode`` as the recipe
+  calls it (indexing the features Dataset) + the official evaluation; predictions are asserted identical.
 
-Everything runs offline (HF_HUB_OFFLINE=1); caches and run folders go to a temporary directory. Missing optional
-inputs (the MiniLM package, ../shared data) end with a one-line "skip:" message and exit status 0.
+Offline (HF_HUB_OFFLINE=1); caches and run folders go to a temporary directory. A missing optional input (the MiniLM
+package, ../shared data) ends with one "skip:" line and exit status 0.
 """
 
 from __future__ import annotations
@@ -554,7 +548,7 @@ def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple)
         f", {os.cpu_count()} cores, torch threads {torch.get_num_threads()})"
     columns = LEARN_COLUMNS if a.learn else SPEED_COLUMNS
     lines = [f"# qa_lightning benchmark ({a.device}, model {a.model}{', learning' if a.learn else ''})", "",
-             f"`python -m qa_lightning.bench {' '.join(sys.argv[1:])}` -- {time.strftime('%Y-%m-%d %H:%M')}, "
+             f"`{' '.join(['python -m qa_lightning.bench', *sys.argv[1:]])}` -- {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{dev}; Python {platform.python_version()}, torch {torch.__version__}, transformers "
              f"{transformers.__version__}, lightning {lightning.__version__}, datasets {datasets.__version__}; "
              f"precision {prec}; whole run {total_s:.0f} s; load average {load[0]:.2f} at start, "
@@ -593,6 +587,7 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "bert-base-cased"),
                    help="bert-base-cased tokenizer dir: prep/post stages and --model bert-base-shapes")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--out", default=None, help="markdown file (default: bench/results-<device>[-<model>].md)")
     p.add_argument("--work-dir", default=None, help="caches and run folders (default: a temp dir, removed)")
     g = p.add_argument_group("learning benchmark (--learn replaces the speed stages)")
@@ -624,6 +619,10 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     own_work = a.work_dir is None
     a.work = a.work_dir or tempfile.mkdtemp(prefix="qa-bench-")
     os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(a.work, "hf-datasets"))
