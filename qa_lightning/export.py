@@ -33,7 +33,6 @@ def save_hf_directory(model, tokenizer, out_dir: str, extra: Optional[dict] = No
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if extra is not None:
@@ -71,7 +70,6 @@ def export_checkpoint(ckpt_path: str, out_dir: str, model_name_or_path: Optional
         raise QAInputError(f"{ckpt_path}: no model_name_or_path in the checkpoint; pass one")
     model = AutoModelForQuestionAnswering.from_config(load_config(name))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
-    state = {k.replace("_orig_mod.", ""): v for k, v in state.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)
     # Tied or buffer-only keys may be absent; real weights must all be there.
     missing = [k for k in missing if "position_ids" not in k]

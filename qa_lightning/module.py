@@ -155,7 +155,9 @@ class QAModule(L.LightningModule):
     # ------------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
         if self.hparams.compile and not getattr(self, "_compiled", False):
-            self.model = torch.compile(self.model, dynamic=False)
+            # In place (state_dict keys unchanged, checkpoints stay interchangeable). Shapes are bucketed by the
+            # collator's pad_to_multiple_of; after the second distinct shape dynamo compiles one dynamic graph.
+            self.model.compile()
             self._compiled = True
 
     def configure_optimizers(self):
