@@ -176,6 +176,23 @@ class QAModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if not gradient_clip_val:
+            return
+        if not optimizer.defaults.get("fused"):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)  # Lightning's own path
+            return
+        # Fused AdamW unscales fp16 gradients inside step(), so Lightning refuses to clip. Unscale here instead (the
+        # scaler then tells step() they are unscaled) and clip the true gradients; bf16 has no scaler at all.
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if str(gradient_clip_algorithm) in ("value", "GradClipAlgorithmType.VALUE"):
+            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:  # no host sync: the scale factor stays on the device
+            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     # ---------------------------------------------------------------------------- exact resume (RNG)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.

@@ -60,3 +60,24 @@ def test_linear_schedule_with_warmup(tmp_path):
     trainer.fit(module, datamodule=dm)
     assert lrs[0] == 0.0 and lrs[1] == 0.5e-3 and lrs[2] == 1e-3  # 2 warm-up steps of 8
     assert all(a > b for a, b in zip(lrs[2:], lrs[3:])) and lrs[-1] > 0
+
+
+def test_gradient_clipping_works_with_fused_adamw_under_mixed_precision(tmp_path):
+    """Lightning refuses to clip with fused optimizers under AMP; we clip ourselves (the default on CUDA)."""
+    module = QAModule(model_name_or_path=str(TINY_BERT), pretrained=False, learning_rate=1e-3, fused_adamw=True)
+    dm = SquadDataModule(model_name_or_path=str(TINY_BERT), train_file=str(TINY_TRAIN), validation_file=str(TINY_DEV),
+                         max_length=128, stride=32, cache_dir=str(tmp_path / "cache"), num_workers=0,
+                         max_train_samples=32)
+    norms = []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):  # after clip and step
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            norms.append(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item())
+
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", max_steps=3, gradient_clip_val=0.01,
+                        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        callbacks=[Probe()], default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    assert trainer.optimizers[0].defaults["fused"]
+    assert len(norms) == 3 and all(n <= 0.01 * 1.01 for n in norms)
