@@ -18,16 +18,15 @@ import re
 import string
 from typing import Mapping, Sequence
 
-__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2"]
+__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2", "SquadV1Scorer"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_PUNCT = set(string.punctuation)
+_NO_PUNCT = str.maketrans("", "", string.punctuation)  # same characters as the script's set(string.punctuation)
 
 
 def normalize_answer(s: str) -> str:
     """Lower text and remove punctuation, articles and extra whitespace (the official normalisation)."""
-    s = s.lower()
-    s = "".join(ch for ch in s if ch not in _PUNCT)
+    s = s.lower().translate(_NO_PUNCT)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
 
@@ -57,6 +56,47 @@ def _f1_v2(prediction: str, ground_truth: str) -> float:
     return f1_score(prediction, ground_truth)
 
 
+class SquadV1Scorer:
+    """The v1.1 metric with the gold side prepared once (normalised, de-duplicated, token counts).
+
+    ``SquadV1Scorer(references)(predictions)`` equals ``squad_v1(predictions, references)``; build it once per
+    evaluation split and call it at every validation.
+    """
+
+    def __init__(self, references: Mapping[str, Sequence[str]]):
+        self.golds = {}
+        for qid, texts in references.items():
+            norms = list(dict.fromkeys(normalize_answer(t) for t in texts))  # unique, in order
+            self.golds[qid] = (set(norms), [(collections.Counter(n.split()), len(n.split())) for n in norms])
+
+    def __call__(self, predictions: Mapping[str, str]) -> dict:
+        if not self.golds:
+            return {"exact_match": 0.0, "f1": 0.0}
+        em = f1 = 0.0
+        for qid, (exact, counted) in self.golds.items():
+            pred = predictions.get(qid)
+            if pred is None:  # missing prediction: 0, as the script does
+                continue
+            norm = normalize_answer(pred)
+            if norm in exact:
+                em += 1.0
+                f1 += 1.0 if norm else 0.0  # v1.1: an empty gold never scores F1
+                continue
+            tokens = norm.split()
+            if not tokens:
+                continue
+            mine = collections.Counter(tokens)
+            best = 0.0
+            for gold, n_gold in counted:
+                same = sum(min(c, gold[t]) for t, c in mine.items() if t in gold)
+                if same:
+                    p, r = same / len(tokens), same / n_gold
+                    best = max(best, 2 * p * r / (p + r))
+            f1 += best
+        n = len(self.golds)
+        return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+
+
 def squad_v1(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict:
     """EM and F1 (percent) over every id in ``references``; a missing prediction scores 0, as the script does.
 
@@ -64,17 +104,7 @@ def squad_v1(predictions: Mapping[str, str], references: Mapping[str, Sequence[s
         predictions: ``{id: predicted text}``.
         references: ``{id: [gold answer texts]}``.
     """
-    if not references:
-        return {"exact_match": 0.0, "f1": 0.0}
-    em = f1 = 0.0
-    for qid, golds in references.items():
-        if qid not in predictions:
-            continue
-        pred = predictions[qid]
-        em += max(exact_match_score(pred, g) for g in golds)
-        f1 += max(f1_score(pred, g) for g in golds)
-    n = len(references)
-    return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
+    return SquadV1Scorer(references)(predictions)
 
 
 def _best_threshold(scores: dict, na_probs: Mapping[str, float], has_ans: dict) -> tuple[float, float]:
