@@ -36,16 +36,26 @@ log = logging.getLogger(__name__)
 _NON_MODEL_KEYS = ("feature_index", "pad_left")
 
 
-def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa"):
-    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights).
+def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
+                dropout: Optional[float] = None):
+    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
 
     ``pretrained=False`` initialises randomly from the config (shape/speed work, the debug config).
-    SDPA attention is asked for and silently dropped for architectures that lack it.
+    SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
+    dropout probability of the config (hidden and attention; None keeps the model's own).
     """
     from transformers import AutoModelForQuestionAnswering
 
     path = resolve_model_path(model_name_or_path)
     kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
+        config = load_config(model_name_or_path)
+        for key, value in config.to_dict().items():
+            if "dropout" in key and isinstance(value, float):
+                setattr(config, key, dropout)
+        kwargs["config"] = config
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*newly initialized.*")
         try:
@@ -53,13 +63,15 @@ def build_model(model_name_or_path: str, pretrained: bool = True, attn_implement
                 if pretrained:
                     model = AutoModelForQuestionAnswering.from_pretrained(path, **kwargs)
                 else:
-                    model = AutoModelForQuestionAnswering.from_config(load_config(model_name_or_path), **kwargs)
+                    config = kwargs.pop("config", None) or load_config(model_name_or_path)
+                    model = AutoModelForQuestionAnswering.from_config(config, **kwargs)
             except (ValueError, ImportError) as err:
                 if not kwargs or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
                     raise
                 log.warning("attn_implementation=%s unsupported here (%s); using the default", attn_implementation, err)
-                model = (AutoModelForQuestionAnswering.from_pretrained(path) if pretrained
-                         else AutoModelForQuestionAnswering.from_config(load_config(model_name_or_path)))
+                config = kwargs.get("config") or load_config(model_name_or_path)
+                model = (AutoModelForQuestionAnswering.from_pretrained(path, config=config) if pretrained
+                         else AutoModelForQuestionAnswering.from_config(config))
         except OSError:
             if os.path.isdir(path):
                 raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None
@@ -122,6 +134,7 @@ class QAModule(L.LightningModule):
         pretrained: load pretrained weights (False: random init from the config, for plumbing and speed tests).
         attn_implementation: "sdpa" (fused attention), "eager", or None for the library default.
         compile: ``torch.compile`` the encoder (pair with ``--data.pad_to_multiple_of 64`` to bound recompiles).
+        dropout: override every dropout probability of the encoder (None: the model's own, 0.1 for BERT).
     """
 
     def __init__(
@@ -139,6 +152,7 @@ class QAModule(L.LightningModule):
         pretrained: bool = True,
         attn_implementation: Optional[str] = "sdpa",
         compile: bool = False,
+        dropout: Optional[float] = None,
     ):
         super().__init__()
         if learning_rate <= 0:
@@ -148,7 +162,7 @@ class QAModule(L.LightningModule):
         if n_best < 1 or max_answer_length < 1:
             raise QAInputError("--model.n_best and --model.max_answer_length must be >= 1")
         self.save_hyperparameters()
-        self.model = build_model(model_name_or_path, pretrained, attn_implementation)
+        self.model = build_model(model_name_or_path, pretrained, attn_implementation, dropout)
         self._collector = LogitCollector()
         self._scorers: dict[str, tuple] = {}  # split -> (EvalSet, SquadV1Scorer)
         self.last_eval: dict[str, Any] = {}  # split -> {"metrics", "predictions"} of the latest evaluation
