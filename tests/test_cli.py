@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import ROOT, TINY_DEV, debug_args, run_cli, versions
+from conftest import TINY_DEV, debug_args, run_cli, versions
 from qa_lightning.reference import official_v1_evaluate
 
 

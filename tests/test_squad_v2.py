@@ -9,7 +9,7 @@ import pytest
 
 from qa_lightning.features import prepare_train_features
 from qa_lightning.reference import official_v2_evaluate
-from conftest import TINY_DEV, debug_args, run_cli, squad_examples, versions
+from conftest import TINY_DEV, debug_args, run_cli, versions
 
 
 def synthetic_v2(path):

@@ -6,7 +6,6 @@ goes through the whole chain: labels -> collator (padding, label shift) -> logit
 
 from __future__ import annotations
 
-import json
 import shutil
 import warnings
 
