@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Sampler
 
-__all__ = ["QACollator", "EpochSampler", "LengthGroupedSampler", "sorted_by_length"]
+__all__ = ["QACollator", "EpochSampler", "LengthGroupedSampler", "OrderSampler", "sorted_by_length"]
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
@@ -79,6 +79,19 @@ class QACollator:
         return batch
 
 
+class OrderSampler(Sampler[int]):
+    """Yields a fixed index order (length-sorted evaluation; the gather puts features back in dataset order)."""
+
+    def __init__(self, order: np.ndarray):
+        self.order = np.asarray(order).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
     """Indices ordered longest first (stable), for evaluation: similar lengths share a batch, order is undone later."""
     return np.argsort(-np.asarray(lengths), kind="stable")
@@ -135,8 +148,9 @@ class LengthGroupedSampler(EpochSampler):
     """Random order with similar lengths close together (the idea of HF's ``group_by_length``).
 
     Each epoch: a seeded permutation is cut into mega-batches of ``mega_factor * batch_size`` indices, each sorted
-    longest first, so that a batch holds features of similar length while batch composition stays random. The
-    batch holding the longest feature goes first, so an out-of-memory shows up in the first step, not hours later.
+    by length and cut into batches, whose order inside the mega-batch is then shuffled: a batch holds features of
+    similar length while the sequence of batches stays random. The batch holding the longest feature goes first, so
+    an out-of-memory shows up in the first step, not hours later.
 
     Args:
         lengths: token count of every feature.
@@ -154,10 +168,19 @@ class LengthGroupedSampler(EpochSampler):
 
     def indices(self, epoch: int) -> np.ndarray:
         perm = super().indices(epoch)
-        megas = [perm[i:i + self.mega] for i in range(0, len(perm), self.mega)]
-        megas = [m[np.argsort(-self.lengths[m], kind="stable")] for m in megas]
+        rng = np.random.default_rng((self.seed, epoch, 1))  # its own stream: batch order within mega-batches
+        megas = []
+        for i in range(0, len(perm), self.mega):
+            m = perm[i:i + self.mega]
+            m = m[np.argsort(-self.lengths[m], kind="stable")]
+            # Shuffle the order of the full batches inside the mega-batch: batches stay length-homogeneous (the
+            # speed), but no longer sweep from longest to shortest. The sweep put the longest, mostly answer-less
+            # windows of long contexts first -- right in the warm-up -- and cost 7 F1 points in a 204-step run.
+            n_full = len(m) // self.batch_size
+            chunks = [m[j * self.batch_size:(j + 1) * self.batch_size] for j in rng.permutation(n_full)]
+            megas.append(np.concatenate(chunks + [m[n_full * self.batch_size:]]))
         order = np.concatenate(megas) if megas else perm
-        # Move the batch that holds the longest feature to the front.
+        # Move the batch that holds the longest feature to the front: an out-of-memory shows up in the first step.
         if len(order) > self.batch_size:
             longest = int(np.argmax(self.lengths[order]))
             b = longest // self.batch_size * self.batch_size

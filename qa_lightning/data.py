@@ -20,7 +20,6 @@ import logging
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from typing import Optional
 
 import lightning as L
@@ -29,7 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .collate import EpochSampler, LengthGroupedSampler, QACollator, sorted_by_length
+from .collate import EpochSampler, LengthGroupedSampler, OrderSampler, QACollator, sorted_by_length
+from .evalset import EvalSet, cls_positions, offsets_array
 from .errors import QAInputError
 from .features import check_window_args, prepare_train_features, prepare_validation_features
 from .models import load_tokenizer
@@ -42,42 +42,6 @@ log = logging.getLogger(__name__)
 # Bump when features.py changes what it produces: old caches are then ignored.
 FEATURES_VERSION = "1"
 LABEL_COLUMNS = ("start_positions", "end_positions")
-
-
-@dataclass
-class EvalSet:
-    """What decoding needs for one evaluation split, as arrays (built once per split)."""
-
-    example_ids: list  # (E,)
-    contexts: list  # (E,)
-    answers: list  # (E,) lists of gold texts
-    feature_to_example: np.ndarray  # (F,) int64
-    offsets: np.ndarray  # (F, L, 2) int32, -1 outside the context
-    cls_index: np.ndarray  # (F,) int64 position of the CLS token
-
-
-def offsets_array(features) -> np.ndarray:
-    """``offset_mapping`` column (lists with None outside the context) -> int32 (F, L, 2), -1 for None/padding.
-
-    Reads the Arrow buffers directly: converting millions of Python tuples would take seconds.
-    """
-    import pyarrow.compute as pc
-
-    if getattr(features, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
-        features = features.flatten_indices()
-    col = features.data.column("offset_mapping").combine_chunks()  # list<list<int>>, inner lists nullable
-    outer = col.offsets.to_numpy()  # (F+1,)
-    lengths = np.diff(outer)
-    inner = col.values.slice(int(outer[0]), int(outer[-1] - outer[0]))
-    starts = pc.fill_null(pc.list_element(inner, 0), -1).to_numpy(zero_copy_only=False)
-    ends = pc.fill_null(pc.list_element(inner, 1), -1).to_numpy(zero_copy_only=False)
-    n, width = len(lengths), int(lengths.max()) if len(lengths) else 0
-    out = np.full((n, width, 2), -1, dtype=np.int32)
-    rows = np.repeat(np.arange(n), lengths)
-    cols = np.arange(len(starts)) - np.repeat(outer[:-1] - outer[0], lengths)
-    out[rows, cols, 0] = starts
-    out[rows, cols, 1] = ends
-    return out
 
 
 def tokenizer_fingerprint(tok) -> str:
@@ -103,36 +67,6 @@ def _quiet_datasets():
     finally:
         if was:
             ds_logging.enable_progress_bar()
-
-
-def cls_positions(features, cls_id: Optional[int]) -> np.ndarray:
-    """(F,) index of the first CLS token of each feature (0 when absent); XLNet puts it last."""
-    if getattr(features, "_indices", None) is not None:
-        features = features.flatten_indices()
-    col = features.data.column("input_ids").combine_chunks()
-    outer = col.offsets.to_numpy()
-    out = np.zeros(len(features), dtype=np.int64)
-    if cls_id is None or len(features) == 0:
-        return out
-    values = col.values.to_numpy()[outer[0]:outer[-1]]
-    hits = np.flatnonzero(values == cls_id)
-    rows = np.searchsorted(outer[1:] - outer[0], hits, side="right")
-    first_rows, first = np.unique(rows, return_index=True)
-    out[first_rows] = hits[first] - (outer[first_rows] - outer[0])
-    return out
-
-
-class _OrderSampler(Sampler[int]):
-    """Yields a fixed index order (length-sorted evaluation)."""
-
-    def __init__(self, order: np.ndarray):
-        self.order = order.tolist()
-
-    def __iter__(self):
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
 
 
 class SquadDataModule(L.LightningDataModule):
@@ -417,7 +351,7 @@ class SquadDataModule(L.LightningDataModule):
             order = sorted_by_length(self._lengths(ds))
         else:
             order = np.arange(len(ds))
-        return self._loader(ds, self.eval_batch_size, _OrderSampler(order))
+        return self._loader(ds, self.eval_batch_size, OrderSampler(order))
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.val_dataset)
