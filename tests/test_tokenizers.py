@@ -30,8 +30,9 @@ def build_tokenizer(style: str):
     vocab = backend.get_vocab()
     special = [(t, vocab[t]) for t in ("[CLS]", "[SEP]")]
     if style == "xlnet":  # context first, then question, CLS at the very end, padding on the left
-        backend.post_processor = TemplateProcessing(single="$A:0 [SEP]:0 [CLS]:2",
-                                                    pair="$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:2", special_tokens=special)
+        # (XLNet gives CLS segment id 2; 1 here because the tiny BERT used with it has two token types)
+        backend.post_processor = TemplateProcessing(single="$A:0 [SEP]:0 [CLS]:1",
+                                                    pair="$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:1", special_tokens=special)
         tok = PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="left", cls_token="[CLS]",
                                       sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]")
     else:  # roberta-like: <s> A </s></s> B </s>, no token_type_ids
