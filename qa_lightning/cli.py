@@ -99,7 +99,9 @@ def find_last_checkpoint(cfg) -> str | None:
     if init:
         save_dir = init.get("save_dir") or cfg.trainer.get("default_root_dir") or "."
         roots.append(Path(save_dir) / (init.get("name") or "lightning_logs"))
-    roots.append(Path(cfg.trainer.get("default_root_dir") or "."))
+    # Lightning's own places under the root dir -- not the whole root, which may be the repository with a venv in it
+    base = Path(cfg.trainer.get("default_root_dir") or ".")
+    roots += [base / "lightning_logs", base / "checkpoints"]
     found = [p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")]
     return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
 

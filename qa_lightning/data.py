@@ -199,7 +199,6 @@ class SquadDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------------------------- building
     def _build(self, split: str, path: str) -> None:
         """Load, validate and tokenize one split, then save examples + features atomically to ``path``."""
-
         src = self._source(split)
         examples, report = load_split(src, split, self.hparams.dataset_config_name, self.cols,
                                       self._max_samples(split))
