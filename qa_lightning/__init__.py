@@ -3,8 +3,10 @@
     python -m qa_lightning fit                          # the reference recipe (bert-base-cased on SQuAD v1.1)
     python -m qa_lightning fit --config configs/debug.yaml
 
-``SquadDataModule`` and ``QAModule`` are imported lazily so that the pure modules (``features``, ``decoding``,
-``metrics``) can be used without importing Lightning.
+The package is the library, in wings: ``data/`` (sources, features, batching, samplers, cache, the data module),
+``evaluation/`` (evalset, gather, decoding, metrics, post-processing), ``hf.py`` (transformers loading), ``module.py``
+(the LightningModule), ``resume.py``, ``callbacks.py``, ``export.py``, ``cli.py``. ``SquadDataModule`` and
+``QAModule`` are imported lazily so that the pure modules can be used without importing Lightning.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ __all__ = ["SquadDataModule", "QAModule", "__version__"]
 
 def __getattr__(name: str):
     if name == "SquadDataModule":
-        from .data import SquadDataModule
+        from .data.datamodule import SquadDataModule
 
         return SquadDataModule
     if name == "QAModule":

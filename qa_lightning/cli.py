@@ -28,11 +28,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from .callbacks import CrashSafety, ExportCallback, LearningCurves
-from .data import SquadDataModule
+from .data.datamodule import SquadDataModule
 from .errors import QAInputError
 from .module import QAModule
+from .resume import find_last_checkpoint
 
-__all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAULTS"]
+__all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAULTS", "run_folders"]
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "squad_bert_base_cased.yaml"
 
@@ -80,7 +81,7 @@ class QACLI(LightningCLI):
         if ckpt not in (None, "last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)):
             raise QAInputError(f"--ckpt_path: {ckpt}: no such checkpoint file (or use 'last' to resume the newest run)")
         if ckpt == "last":
-            found = find_last_checkpoint(cfg)
+            found = find_last_checkpoint(run_folders(cfg))
             if found:
                 print(f"Resuming from {found}", file=sys.stderr)
                 cfg.ckpt_path = found
@@ -88,9 +89,9 @@ class QACLI(LightningCLI):
                 raise QAInputError("--ckpt_path last: no last.ckpt found under the run directories; pass a path")
 
 
-def find_last_checkpoint(cfg) -> str | None:
-    """Newest ``last*.ckpt`` of earlier runs: each run logs to a new version folder, so Lightning's own "last"
-    (which looks in the *new* run's folder) would silently start from scratch."""
+def run_folders(cfg) -> list[Path]:
+    """Where earlier runs of this config keep checkpoints: each run logs to a new version folder, so Lightning's own
+    "last" (which looks in the *new* run's folder) would silently start from scratch."""
     roots = []
     if cfg.get("checkpoint") and cfg.checkpoint.get("dirpath"):
         roots.append(Path(cfg.checkpoint.dirpath))
@@ -101,9 +102,7 @@ def find_last_checkpoint(cfg) -> str | None:
         roots.append(Path(save_dir) / (init.get("name") or "lightning_logs"))
     # Lightning's own places under the root dir -- not the whole root, which may be the repository with a venv in it
     base = Path(cfg.trainer.get("default_root_dir") or ".")
-    roots += [base / "lightning_logs", base / "checkpoints"]
-    found = [p for root in roots if root.is_dir() for p in root.rglob("last*.ckpt")]
-    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+    return roots + [base / "lightning_logs", base / "checkpoints"]
 
 
 def _parser_kwargs() -> dict:

@@ -52,7 +52,7 @@ def compare_run(run_dir: str) -> None:
     """Pipeline agreement for a finished run folder (its config.yaml, predictions.json and export/)."""
     import yaml
 
-    from .sources import load_split
+    from .data.sources import load_split
 
     if not has_qa_pipeline():
         import transformers

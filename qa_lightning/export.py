@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 
 from .errors import QAInputError
-from .models import load_tokenizer
+from .hf import load_tokenizer
 
 __all__ = ["save_hf_directory", "export_checkpoint", "main"]
 
@@ -56,7 +56,7 @@ def export_checkpoint(ckpt_path: str, out_dir: str, model_name_or_path: Optional
     """
     from transformers import AutoModelForQuestionAnswering
 
-    from .models import load_config
+    from .hf import load_config
 
     if not os.path.isfile(ckpt_path):
         raise QAInputError(f"{ckpt_path}: no such checkpoint file")

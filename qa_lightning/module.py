@@ -1,12 +1,12 @@
-"""QAModule: a LightningModule around ``AutoModelForQuestionAnswering`` -- optimiser, steps, gather, metrics.
+"""QAModule: the LightningModule around ``AutoModelForQuestionAnswering`` -- optimiser, steps, gather, log, write.
 
     model = QAModule(model_name_or_path="bert-base-cased")
     trainer.fit(model, datamodule=SquadDataModule(model_name_or_path="bert-base-cased"))
 
-Validation/test keep each batch's start/end logits with the features' indices; ``on_validation_epoch_end`` gathers
-them from every rank, decodes answers with ``decoding.py`` (the reference n-best rule), scores them with
-``metrics.py`` (official SQuAD EM/F1, offline), logs ``val/exact_match`` and ``val/f1``, and on rank 0 writes
-``predictions.json``, ``nbest_predictions.json`` and ``eval_results.json`` into the trainer's log dir.
+Validation/test/predict keep each batch's start/end logits with the features' indices; at the epoch end they are
+gathered from every rank (``evaluation/gather.py``) and handed to ``evaluation/postprocess.py`` (decoding, the v2
+null rule, metrics); the module logs ``val/exact_match`` and ``val/f1`` and, on rank 0, writes the files into the
+trainer's log dir. What it needs from the data is one call: ``trainer.datamodule.eval_set(split)`` -> ``EvalSet``.
 """
 
 from __future__ import annotations
@@ -14,107 +14,23 @@ from __future__ import annotations
 import logging
 import math
 import os
-import random
-import warnings
 from typing import Any, Optional
 
 import lightning as L
-import numpy as np
 import torch
-from torch import nn
 
-from .decoding import decode_nbest, null_scores
 from .errors import QAInputError
-from .evaluation import LogitCollector, align_logits, write_json
-from .metrics import SquadV1Scorer, squad_v1, squad_v2
-from .models import hub_hint, load_config, resolve_model_path
+from .evaluation.evalset import EvalSet
+from .evaluation.gather import LogitCollector, align_logits
+from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
+from .hf import build_model, optimizer_groups
+from .resume import collect_rng_states, set_rng_states
 
-__all__ = ["QAModule", "build_model", "optimizer_groups"]
+__all__ = ["QAModule"]
 
 log = logging.getLogger(__name__)
 
 _NON_MODEL_KEYS = ("feature_index", "pad_left")
-
-
-def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
-                dropout: Optional[float] = None):
-    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
-
-    ``pretrained=False`` initialises randomly from the config (shape/speed work, the debug config).
-    SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
-    dropout probability of the config (hidden and attention; None keeps the model's own).
-    """
-    from transformers import AutoModelForQuestionAnswering
-
-    path = resolve_model_path(model_name_or_path)
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
-        config = load_config(model_name_or_path)
-        for key, value in config.to_dict().items():
-            if "dropout" in key and isinstance(value, float):
-                setattr(config, key, dropout)
-        kwargs["config"] = config
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*newly initialized.*")
-        try:
-            try:
-                if pretrained:
-                    model = AutoModelForQuestionAnswering.from_pretrained(path, **kwargs)
-                else:
-                    config = kwargs.pop("config", None) or load_config(model_name_or_path)
-                    model = AutoModelForQuestionAnswering.from_config(config, **kwargs)
-            except (ValueError, ImportError) as err:
-                if not kwargs or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
-                    raise
-                log.warning("attn_implementation=%s unsupported here (%s); using the default", attn_implementation, err)
-                config = kwargs.get("config") or load_config(model_name_or_path)
-                model = (AutoModelForQuestionAnswering.from_pretrained(path, config=config) if pretrained
-                         else AutoModelForQuestionAnswering.from_config(config))
-        except OSError:
-            if os.path.isdir(path):
-                raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None
-            raise QAInputError(hub_hint(model_name_or_path)) from None
-    # from_pretrained returns the model in eval mode and Lightning 2.x keeps submodule modes as it finds them:
-    # without this, training would run with dropout off (unlike the recipe).
-    return model.float().train()
-
-
-def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on everything but biases and normalisation weights (as the HF Trainer does)."""
-    no_decay = set()
-    for mod_name, mod in model.named_modules():
-        is_norm = isinstance(mod, nn.LayerNorm) or "norm" in type(mod).__name__.lower()
-        for p_name, _ in mod.named_parameters(recurse=False):
-            full = f"{mod_name}.{p_name}" if mod_name else p_name
-            if is_norm or p_name == "bias":
-                no_decay.add(full)
-    decay = [p for n, p in model.named_parameters() if p.requires_grad and n not in no_decay]
-    plain = [p for n, p in model.named_parameters() if p.requires_grad and n in no_decay]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
-
-
-def _collect_rng_states() -> dict:
-    """Global RNG states as tensors and plain types (loadable with ``torch.load(weights_only=True)``)."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    version, py_state, py_gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
-            "torch.cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                      "gauss": float(gauss)},
-            "python": {"version": version, "state": list(py_state), "gauss": py_gauss}}
-
-
-def _set_rng_states(states: dict) -> None:
-    torch.set_rng_state(states["torch"])
-    if states.get("torch.cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["torch.cuda"])
-    np_state = states["numpy"]
-    np.random.set_state(("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
-                         np_state["has_gauss"], np_state["gauss"]))
-    py = states["python"]
-    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
 
 
 class QAModule(L.LightningModule):
@@ -164,7 +80,8 @@ class QAModule(L.LightningModule):
         self.save_hyperparameters()
         self.model = build_model(model_name_or_path, pretrained, attn_implementation, dropout)
         self._collector = LogitCollector()
-        self._scorers: dict[str, tuple] = {}  # split -> (EvalSet, SquadV1Scorer)
+        self._post: dict[str, PostProcessor] = {}  # split -> its post-processor (keeps the prepared golds)
+        self._eval: Optional[EvalSet] = None  # the split being evaluated
         self.last_eval: dict[str, Any] = {}  # split -> {"metrics", "predictions"} of the latest evaluation
 
     # ------------------------------------------------------------------------------------------- setup
@@ -211,7 +128,7 @@ class QAModule(L.LightningModule):
     # ---------------------------------------------------------------------------- exact resume (RNG)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
-        checkpoint["qa_lightning_rng"] = _collect_rng_states()
+        checkpoint["qa_lightning_rng"] = collect_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("qa_lightning_rng")
@@ -221,7 +138,7 @@ class QAModule(L.LightningModule):
         states = getattr(self, "_rng_to_restore", None)
         if states is not None:
             self._rng_to_restore = None
-            _set_rng_states(states)
+            set_rng_states(states)
 
     # ------------------------------------------------------------------------------------------- steps
     def forward(self, **inputs):
@@ -238,7 +155,7 @@ class QAModule(L.LightningModule):
         for key in ("start_positions", "end_positions"):
             batch.pop(key, None)
         out = self(**batch)
-        width = self._datamodule().max_length
+        width = self._eval.width  # every batch aligned to one width so the epoch's logits concatenate
         mask, pad_left = batch.get("attention_mask"), batch.get("pad_left")
         self._collector.add(batch["feature_index"], align_logits(out.start_logits, mask, width, pad_left),
                             align_logits(out.end_logits, mask, width, pad_left))
@@ -252,18 +169,22 @@ class QAModule(L.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch)
 
-    def on_validation_epoch_start(self) -> None:
-        self._collector.reset()
-
-    on_test_epoch_start = on_validation_epoch_start
-    on_predict_epoch_start = on_validation_epoch_start
-
     # ------------------------------------------------------------------------------------- epoch ends
-    def _datamodule(self):
+    def _start(self, split: str) -> None:
+        self._collector.reset()
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "eval_set"):
-            raise RuntimeError("QAModule evaluation needs SquadDataModule as the trainer's datamodule")
-        return dm
+            raise RuntimeError("QAModule evaluation needs a datamodule with eval_set(split) (SquadDataModule)")
+        self._eval = dm.eval_set(split)
+
+    def on_validation_epoch_start(self) -> None:
+        self._start("validation")
+
+    def on_test_epoch_start(self) -> None:
+        self._start("test")
+
+    def on_predict_epoch_start(self) -> None:
+        self._start("predict")
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:  # partial pass: no metrics, no files
@@ -277,68 +198,30 @@ class QAModule(L.LightningModule):
     def on_predict_epoch_end(self) -> None:
         self._finish("predict", None)
 
-    def _finish(self, split: str, prefix: Optional[str]) -> None:
-        dm = self._datamodule()
-        ev = dm.eval_set(split)
-        n_feat = len(ev.feature_to_example)
-        width = dm.max_length
-        start, end, seen = self._collector.gather(self, n_feat, width)
-        self._collector.reset()
-        offsets = ev.offsets
-        if offsets.shape[1] < width:  # offsets are as wide as the longest feature
-            offsets = np.pad(offsets, ((0, 0), (0, width - offsets.shape[1]), (0, 0)), constant_values=-1)
-        # Examples whose features were not all evaluated (limit_*_batches) are left out, and said so.
-        complete = np.ones(len(ev.example_ids), dtype=bool)
-        np.logical_and.at(complete, ev.feature_to_example, seen)
-        if not complete.all():
-            log.warning("%s: %d of %d examples were only partly evaluated (limit_*_batches?) and are left out",
-                        split, int((~complete).sum()), len(complete))
+    def _post_processor(self, split: str) -> PostProcessor:
         hp = self.hparams
-        # The first of each n-best list is exactly decode_answers' choice (tested): decode once.
-        nbest = decode_nbest(start, end, offsets, ev.feature_to_example, ev.contexts, hp.n_best, hp.max_answer_length)
-        answers = [spans[0]["text"] if spans else "" for spans in nbest]
-        ids = ev.example_ids
-        keep = np.flatnonzero(complete)
-        preds = {ids[i]: answers[i] for i in keep}
-        files: dict[str, Any] = {"predictions.json": preds,
-                                 "nbest_predictions.json": {ids[i]: nbest[i] for i in keep}}
-        metrics: dict[str, float] = {}
-        if dm.version_2_with_negative:
-            nulls = null_scores(start, end, ev.cls_index, ev.feature_to_example, len(ids))
-            for i in keep:  # answer "" when the null score beats the best span by more than the threshold
-                best = nbest[i][0]["score"] if nbest[i] else -np.inf
-                if nulls[i] - best > hp.null_score_diff_threshold:
-                    preds[ids[i]] = ""
-            odds = {ids[i]: float(nulls[i] - (nbest[i][0]["score"] if nbest[i] else -1e9)) for i in keep}
-            files["null_odds.json"] = odds
-            if split != "predict":
-                # Predictions already answer "" past the threshold: score them as they are (the official script
-                # without --na-prob-thresh gives the same numbers) and sweep null_odds for best_exact/best_f1.
-                metrics = squad_v2(preds, {ids[i]: ev.answers[i] for i in keep}, na_probs=odds,
-                                   na_prob_thresh=float("inf"))
-                metrics["exact_match"] = metrics["exact"]
-        elif split != "predict":
-            if complete.all():  # gold answers are normalised once per split, then reused every evaluation
-                cached = self._scorers.get(split)
-                if cached is None or cached[0] is not ev:  # a new EvalSet (setup ran again): new golds
-                    cached = self._scorers[split] = (ev, SquadV1Scorer({ids[i]: ev.answers[i] for i in keep}))
-                metrics = cached[1](preds)
-            else:
-                metrics = squad_v1(preds, {ids[i]: ev.answers[i] for i in keep})
-        self.last_eval[split] = {"metrics": metrics, "predictions": preds}
+        settings = DecodeSettings(hp.n_best, hp.max_answer_length, self._eval.version_2_with_negative,
+                                  hp.null_score_diff_threshold)
+        if split not in self._post or self._post[split].settings != settings:
+            self._post[split] = PostProcessor(settings)
+        return self._post[split]
+
+    def _finish(self, split: str, prefix: Optional[str]) -> None:
+        """Gather (collective), post-process, log, write (rank 0)."""
+        start, end, seen = self._collector.gather(self, len(self._eval.feature_to_example), self._eval.width)
+        self._collector.reset()
+        result = self._post_processor(split)(start, end, seen, self._eval, score=prefix is not None)
+        self.last_eval[split] = {"metrics": result.metrics, "predictions": result.predictions}
         if prefix is not None:
+            if not result.metrics:
+                log.warning("%s: no example was evaluated completely: no metrics (val/f1 is logged as NaN)", split)
             # Same value on every rank (each decodes the gathered logits), so no reduction is needed.
-            self.log(f"{prefix}/exact_match", float(metrics.get("exact_match", 0.0)), prog_bar=True, sync_dist=False)
-            self.log(f"{prefix}/f1", float(metrics.get("f1", 0.0)), prog_bar=True, sync_dist=False)
+            for name in ("exact_match", "f1"):
+                self.log(f"{prefix}/{name}", float(result.metrics.get(name, math.nan)), prog_bar=True, sync_dist=False)
         out_dir = self._output_dir(split)  # trainer.log_dir broadcasts: every rank must ask
         if self.trainer.is_global_zero:
-            for name, obj in files.items():
-                write_json(os.path.join(out_dir, name), obj)
-            if split != "predict":
-                write_json(os.path.join(out_dir, "eval_results.json"),
-                           {**{k: v for k, v in metrics.items()}, "epoch": self.current_epoch,
-                            "step": self.global_step, "split": split, "examples": len(keep)})
-            log.info("%s: wrote %s to %s", split, ", ".join(files), out_dir)
+            info = {"epoch": self.current_epoch, "step": self.global_step, "split": split}
+            log.info("%s: wrote %s to %s", split, ", ".join(write_outputs(out_dir, result, info)), out_dir)
 
     def _output_dir(self, split: str) -> str:
         base = self.trainer.log_dir or self.trainer.default_root_dir

@@ -34,7 +34,7 @@ needs_shared = pytest.mark.skipif(not SHARED_DEV.is_file() or not SHARED_TOKENIZ
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from qa_lightning.models import load_tokenizer
+    from qa_lightning.hf import load_tokenizer
 
     return load_tokenizer(str(TINY_BERT))
 

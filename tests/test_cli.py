@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY_DEV, debug_args, run_cli, versions
-from qa_lightning.reference import official_v1_evaluate
+from reference import official_v1_evaluate
 
 
 @pytest.mark.slow

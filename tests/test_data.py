@@ -44,7 +44,7 @@ def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm = make_dm(cache_dir)
     dm.prepare_data()
     assert dm.cache_status == {"train": "built", "validation": "built"}
-    import qa_lightning.data as data_mod
+    import qa_lightning.data.datamodule as data_mod
 
     def boom(*a, **k):
         raise AssertionError("tokenized again")
@@ -132,7 +132,7 @@ def test_full_dev_validation_feature_count(cache_dir):
     assert len(dm.val_dataset) == 10822
     assert len(dm.train_dataset) == 10822
     # Through the whole data path (file reading, map, cache), training features equal the reference recipe's.
-    from qa_lightning.reference import reference_train_features
+    from reference import reference_train_features
     from conftest import squad_examples
 
     ref = reference_train_features(squad_examples(SHARED_DEV), dm.tokenizer, 384, 128)

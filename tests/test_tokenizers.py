@@ -14,10 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from qa_lightning.collate import QACollator
-from qa_lightning.decoding import decode_answers, offsets_to_array
-from qa_lightning.evaluation import align_logits
-from qa_lightning.features import prepare_train_features, prepare_validation_features
+from qa_lightning.data.batching import QACollator
+from qa_lightning.evaluation.decoding import decode_answers
+from qa_lightning.evaluation.evalset import offsets_array
+from qa_lightning.evaluation.gather import align_logits
+from qa_lightning.data.features import prepare_train_features, prepare_validation_features
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples
 
 
@@ -80,7 +81,7 @@ def test_labels_survive_padding_and_decode_back_to_the_answer(style):
     e = align_logits(end_logits, batch["attention_mask"], width, batch.get("pad_left")).numpy()
     index = {k: i for i, k in enumerate(examples["id"])}
     f2e = np.array([index[x] for x in val["example_id"]])
-    answers = decode_answers(s, e, offsets_to_array(val["offset_mapping"], width), f2e, examples["context"])
+    answers = decode_answers(s, e, offsets_array(val["offset_mapping"], width), f2e, examples["context"])
     hits = 0
     for ex_i, text in enumerate(answers):
         gold = examples["answers"][ex_i]["text"][0]

@@ -1,6 +1,6 @@
 """SQuAD exact match / F1 as the official evaluation scripts define them (pure Python; offline).
 
-    from qa_lightning.metrics import squad_v1, squad_v2
+    from qa_lightning.evaluation.metrics import squad_v1, squad_v2
     squad_v1({"id1": "Denver Broncos"}, {"id1": ["Denver Broncos", "The Broncos"]})
     # -> {"exact_match": 100.0, "f1": 100.0}
 
@@ -35,17 +35,23 @@ def exact_match_score(prediction: str, ground_truth: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
+def _overlap_f1(pred: collections.Counter, n_pred: int, gold: collections.Counter, n_gold: int) -> float:
+    """Token F1 of two bags of normalised tokens (the one place it is computed)."""
+    same = sum(min(c, gold[t]) for t, c in pred.items() if t in gold)
+    if same == 0:
+        return 0.0
+    precision, recall = same / n_pred, same / n_gold
+    return 2 * precision * recall / (precision + recall)
+
+
 def f1_score(prediction: str, ground_truth: str) -> float:
     """Token F1 (v1.1 script). Empty-vs-empty counts as a match only in the v2 variant below."""
     pred_tokens = normalize_answer(prediction).split()
     gold_tokens = normalize_answer(ground_truth).split()
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
+    if not pred_tokens or not gold_tokens:
         return 0.0
-    precision = num_same / len(pred_tokens)
-    recall = num_same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
+    return _overlap_f1(collections.Counter(pred_tokens), len(pred_tokens), collections.Counter(gold_tokens),
+                       len(gold_tokens))
 
 
 def _f1_v2(prediction: str, ground_truth: str) -> float:
@@ -86,13 +92,8 @@ class SquadV1Scorer:
             if not tokens:
                 continue
             mine = collections.Counter(tokens)
-            best = 0.0
-            for gold, n_gold in counted:
-                same = sum(min(c, gold[t]) for t, c in mine.items() if t in gold)
-                if same:
-                    p, r = same / len(tokens), same / n_gold
-                    best = max(best, 2 * p * r / (p + r))
-            f1 += best
+            f1 += max((_overlap_f1(mine, len(tokens), gold, n_gold) for gold, n_gold in counted if n_gold),
+                      default=0.0)
         n = len(self.golds)
         return {"exact_match": 100.0 * em / n, "f1": 100.0 * f1 / n}
 

@@ -1,6 +1,6 @@
-"""Evaluation plumbing between the LightningModule and the pure decoder: collect, gather, de-duplicate, write.
+"""Gathering evaluation logits across ranks: collect per batch, all-gather, restore dataset order, de-duplicate.
 
-Used by ``QAModule`` (``module.py``); not meant to be run directly. Each evaluation batch's start/end logits are
+Used by ``QAModule`` (``module.py``); the result goes to ``postprocess.py``. Each evaluation batch's start/end logits are
 kept on the device, aligned to a fixed width (``max_length``) with -inf outside the real tokens, together with the
 features' global indices. At epoch end every rank all-gathers them (sizes may differ: the predict sampler does not
 pad), restores dataset order and drops the duplicates that ``DistributedSampler`` pads with, so every feature is
@@ -9,14 +9,12 @@ decoded exactly once.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Optional
 
 import numpy as np
 import torch
 
-__all__ = ["LogitCollector", "align_logits", "write_json"]
+__all__ = ["LogitCollector", "align_logits"]
 
 
 def align_logits(logits: torch.Tensor, attention_mask: Optional[torch.Tensor], width: int,
@@ -53,9 +51,6 @@ class LogitCollector:
         self.start.append(start.detach())
         self.end.append(end.detach())
 
-    def __len__(self) -> int:
-        return sum(len(i) for i in self.index)
-
     def gather(self, module, n_features: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ranks' logits in dataset order: start, end (n_features, width) and ``seen`` (n_features,) bool.
 
@@ -90,12 +85,3 @@ class LogitCollector:
         seen = np.zeros(n_features, dtype=bool)
         out_start[uniq], out_end[uniq], seen[uniq] = start[first], end[first], True
         return out_start, out_end, seen
-
-
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)

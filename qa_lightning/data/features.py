@@ -3,7 +3,7 @@
 The functions take a batch of examples as ``datasets.map(batched=True)`` hands it over (a dict of columns) and
 return a dict of new columns, so they work with ``Dataset.map`` or on plain dicts::
 
-    from qa_lightning.features import prepare_train_features
+    from qa_lightning.data.features import prepare_train_features
     feats = prepare_train_features({"question": [...], "context": [...], "answers": [...]}, tok, 384, 128)
 
 Behaviour is the reference recipe's, label for label: sliding windows over the context (``truncation`` of the

@@ -1,6 +1,6 @@
 """Raw QA examples from local files or the Hugging Face hub, validated, as a flat ``datasets.Dataset``.
 
-    from qa_lightning.sources import load_split
+    from qa_lightning.data.sources import load_split
     ds, report = load_split(path_or_name="../shared/squad/dev-v1.1.json", split="validation")
 
 Every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from .errors import QAInputError
+from ..errors import QAInputError
 
 __all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "to_dataset"]
 

@@ -1,6 +1,6 @@
 """Start/end logits -> answer spans (pure numpy; no Lightning, no I/O).
 
-    from qa_lightning.decoding import decode_answers
+    from qa_lightning.evaluation.decoding import decode_answers
     texts = decode_answers(start_logits, end_logits, offsets, feature_to_example, contexts)
 
 The rule is the reference recipe's n-best loop, vectorised over all features at once: per feature take the
@@ -10,7 +10,7 @@ per example keep the first best pair in (feature, start rank, end rank) order --
 reference's candidate list returns. An example without any valid pair gets "".
 
 Offsets are an int array (F, L, 2) with -1 where the reference has ``None`` (tokens outside the context);
-:func:`offsets_to_array` converts the reference's lists. Rows of different lengths are padded with -inf logits.
+``evalset.offsets_array`` converts the reference's lists. Rows of different lengths are padded with -inf logits.
 """
 
 from __future__ import annotations
@@ -19,24 +19,13 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["offsets_to_array", "topk_desc", "topk_candidates", "decode_answers", "decode_nbest", "null_scores"]
+__all__ = ["topk_desc", "topk_candidates", "decode_answers", "decode_nbest", "null_scores", "apply_null_rule"]
 
 
 def _floats(x) -> np.ndarray:
     """Keep float32/float64 as given (the reference adds numpy scalars of the input's dtype); others -> float32."""
     x = np.asarray(x)
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
-
-
-def offsets_to_array(offset_mapping: Sequence[Sequence | None], length: int | None = None) -> np.ndarray:
-    """List-of-lists offsets with ``None`` outside the context -> int32 array (F, L, 2), -1 for None/padding."""
-    length = length or max((len(o) for o in offset_mapping), default=0)
-    out = np.full((len(offset_mapping), length, 2), -1, dtype=np.int32)
-    for i, row in enumerate(offset_mapping):
-        for j, o in enumerate(row):
-            if o is not None:
-                out[i, j] = o
-    return out
 
 
 def topk_desc(x: np.ndarray, k: int) -> np.ndarray:
@@ -189,3 +178,15 @@ def decode_nbest(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.n
         for s, prob in zip(spans, p):
             s["probability"] = float(prob)
     return out
+
+
+def apply_null_rule(nbest: list[list[dict]], nulls: np.ndarray, threshold: float) -> tuple[list[str], np.ndarray]:
+    """SQuAD v2: per example, "" when its null score beats the best span score by more than ``threshold``.
+
+    Returns the answers and the null odds (null score - best span score; an example without a span counts its best
+    score as -1e9), which evaluate-v2.0.py reads as ``--na-prob-file``.
+    """
+    best = np.array([spans[0]["score"] if spans else -1e9 for spans in nbest], dtype=np.float64)
+    odds = np.asarray(nulls, dtype=np.float64) - best
+    answers = ["" if (not spans or odd > threshold) else spans[0]["text"] for spans, odd in zip(nbest, odds)]
+    return answers, odds

@@ -13,13 +13,9 @@ Under DDP ``prepare_data`` (one process per node) writes the cache atomically an
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
 import os
 import shutil
-import tempfile
 from typing import Optional
 
 import lightning as L
@@ -28,45 +24,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from .collate import EpochSampler, LengthGroupedSampler, OrderSampler, QACollator, sorted_by_length
-from .evalset import EvalSet, cls_positions, offsets_array
-from .errors import QAInputError
+from ..errors import QAInputError
+from ..evaluation.evalset import EvalSet, build_eval_set
+from ..hf import load_tokenizer
+from .batching import QACollator
+from .cache import fingerprint, load_split_cache, save_split
 from .features import check_window_args, prepare_train_features, prepare_validation_features
-from .models import load_tokenizer
-from .sources import ColumnNames, is_local, load_split
+from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
+from .sources import ColumnNames, load_split
 
-__all__ = ["SquadDataModule", "EvalSet", "offsets_array", "cls_positions"]
+__all__ = ["SquadDataModule"]
 
 log = logging.getLogger(__name__)
 
-# Bump when features.py changes what it produces: old caches are then ignored.
-FEATURES_VERSION = "1"
 LABEL_COLUMNS = ("start_positions", "end_positions")
-
-
-def tokenizer_fingerprint(tok) -> str:
-    """Stable identity of a tokenizer: its serialised pipeline without the call-time truncation/padding state."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        return repr(tok)
-    spec = json.loads(backend.to_str())
-    spec.pop("truncation", None)
-    spec.pop("padding", None)
-    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-@contextlib.contextmanager
-def _quiet_datasets():
-    """Hide datasets' progress bars for bookkeeping steps (saving) while keeping the tokenization bar."""
-    from datasets.utils import logging as ds_logging
-
-    was = ds_logging.is_progress_bar_enabled()
-    ds_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was:
-            ds_logging.enable_progress_bar()
 
 
 class SquadDataModule(L.LightningDataModule):
@@ -176,20 +147,11 @@ class SquadDataModule(L.LightningDataModule):
 
     def _fingerprint(self, split: str) -> str:
         src = self._source(split)
-        h = hashlib.sha256()
-        if is_local(src) and os.path.isfile(src):
-            with open(src, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        else:
-            h.update(f"hub:{src}:{self.hparams.dataset_config_name}".encode())
         tok = self.tokenizer
-        h.update(tokenizer_fingerprint(tok).encode())
-        keys = dict(split=split, v=FEATURES_VERSION, max_length=self.max_length, stride=self.stride,
+        keys = dict(split=split, max_length=self.max_length, stride=self.stride,
                     pad=self.hparams.pad_to_max_length, n=self._max_samples(split), side=tok.padding_side,
                     cols=self.cols.__dict__, v2=self.version_2_with_negative)
-        h.update(json.dumps(keys, sort_keys=True, default=str).encode())
-        return h.hexdigest()[:16]
+        return fingerprint(src, self.hparams.dataset_config_name, tok, keys)
 
     def _cache_path(self, split: str) -> str:
         if split not in self._paths:  # hashing the source file once per run is enough
@@ -211,21 +173,7 @@ class SquadDataModule(L.LightningDataModule):
             desc=f"Tokenizing {split}", load_from_cache_file=False,
         )
         features = features.add_column("feature_index", np.arange(len(features), dtype=np.int64))
-        os.makedirs(self.cache_root, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".{split}-", dir=self.cache_root)
-        try:
-            with _quiet_datasets():
-                examples.save_to_disk(os.path.join(tmp, "examples"))
-                features.save_to_disk(os.path.join(tmp, "features"))
-            with open(os.path.join(tmp, "report.txt"), "w") as fh:
-                fh.write(f"{report.summary()} -> {len(features)} features\n")
-            try:
-                os.replace(tmp, path)  # atomic: a half-written cache is never visible
-            except OSError:
-                if not os.path.isdir(path):  # a concurrent writer did not win either: a real error
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_split(path, examples, features, f"{report.summary()} -> {len(features)} features")
         self.cache_status[split] = "built"
         log.info("%s -> %d features (cached at %s)", report.summary(), len(features), path)
 
@@ -251,14 +199,9 @@ class SquadDataModule(L.LightningDataModule):
         return path
 
     def setup(self, stage: Optional[str] = None) -> None:
-        import datasets
-
         for split in self._splits(stage):
             path = self._ensure(split)  # normally a cache hit: prepare_data built it
-            examples = datasets.load_from_disk(os.path.join(path, "examples"))
-            features = datasets.load_from_disk(os.path.join(path, "features"))
-            with open(os.path.join(path, "report.txt")) as fh:
-                self.reports[split] = fh.read().strip()
+            examples, features, self.reports[split] = load_split_cache(path)
             rank_zero_info(f"[{split}] {self.reports[split]}")  # repairs and skips are never silent
             if split == "train":
                 self.train_dataset = features
@@ -275,14 +218,8 @@ class SquadDataModule(L.LightningDataModule):
             examples, features = getattr(self, f"{name}_examples"), getattr(self, f"{name}_dataset")
             if examples is None:
                 raise RuntimeError(f"split {split!r} is not set up; call setup() first")
-            ids = examples["id"]
-            index = {k: i for i, k in enumerate(ids)}
-            f2e = np.fromiter((index[k] for k in features["example_id"]), dtype=np.int64, count=len(features))
-            cls_index = cls_positions(features, self.tokenizer.cls_token_id)
-            self._eval_sets[split] = EvalSet(
-                example_ids=list(ids), contexts=list(examples["context"]),
-                answers=[a["text"] for a in examples["answers"]], feature_to_example=f2e,
-                offsets=offsets_array(features), cls_index=cls_index)
+            self._eval_sets[split] = build_eval_set(examples, features, self.tokenizer.cls_token_id,
+                                                    self.max_length, self.version_2_with_negative)
         return self._eval_sets[split]
 
     # ---------------------------------------------------------------------------------------- loaders

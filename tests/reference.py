@@ -1,10 +1,10 @@
 """The reference recipe restated loop by loop: preprocessing, n-best decoding, the official v1.1 evaluation.
 
-    from qa_lightning.reference import reference_train_features, reference_decode
+    from reference import reference_train_features, reference_decode
 
 This is the behaviour qa_lightning must match (the Hugging Face course chapter on question answering, and the
 official evaluate-v1.1.py), kept as plain slow functions: the tests compare our vectorised code against them
-feature for feature, and the benchmarks (``qa_lightning.bench``) time them as the baseline. The training pipeline
+feature for feature, and the benchmarks (``bench/``, at the repository root) time them as the baseline. The training pipeline
 never calls them.
 """
 

@@ -1,0 +1,150 @@
+"""Post-processing: gathered logits + EvalSet + settings -> predictions, n-best, null odds, metrics -> files.
+
+    post = PostProcessor(DecodeSettings(n_best=20, max_answer_length=30))
+    result = post(start, end, seen, eval_set, score=True)   # (F, W) logits in dataset order, (F,) bool
+    result.metrics                                          # {"exact_match": ..., "f1": ...}
+    write_outputs(run_dir, result, {"epoch": 0, "step": 100, "split": "validation"})
+
+The LightningModule only gathers logits and hands them here; everything between logits and files lives in this
+wing: span decoding and the v2 null rule (``decoding.py``), the metrics (``metrics.py``), and the file names.
+Pure numpy and Python: no Lightning, no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from .decoding import apply_null_rule, decode_nbest, null_scores
+from .evalset import EvalSet
+from .metrics import SquadV1Scorer, squad_v1, squad_v2
+
+__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples", "write_outputs", "write_json"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """How logits become answers.
+
+    Args:
+        n_best: top start/end logits paired per feature.
+        max_answer_length: longest answer in tokens.
+        version_2_with_negative: SQuAD v2 (an example may answer "").
+        null_score_diff_threshold: v2: answer "" when null score - best span score exceeds this.
+    """
+
+    n_best: int = 20
+    max_answer_length: int = 30
+    version_2_with_negative: bool = False
+    null_score_diff_threshold: float = 0.0
+
+
+@dataclass
+class EvalResult:
+    """One evaluation's outputs, for the examples whose every feature was evaluated."""
+
+    predictions: dict  # {id: text}
+    nbest: dict  # {id: [{"text", "start_logit", "end_logit", "score", "probability"}, ...]}
+    null_odds: Optional[dict] = None  # v2 only: {id: null score - best span score}
+    metrics: dict = field(default_factory=dict)  # empty when not scored (predict) or nothing was complete
+    examples: int = 0  # examples scored / predicted
+    partial: int = 0  # examples left out because only some of their features were evaluated
+
+    def files(self) -> dict[str, Any]:
+        out = {"predictions.json": self.predictions, "nbest_predictions.json": self.nbest}
+        if self.null_odds is not None:
+            out["null_odds.json"] = self.null_odds
+        return out
+
+
+def complete_examples(ev: EvalSet, seen: np.ndarray) -> np.ndarray:
+    """(E,) bool: every feature of the example was evaluated (``limit_*_batches`` may leave some out)."""
+    complete = np.ones(len(ev.example_ids), dtype=bool)
+    np.logical_and.at(complete, ev.feature_to_example, np.asarray(seen, dtype=bool))
+    return complete
+
+
+def _pad_offsets(offsets: np.ndarray, width: int) -> np.ndarray:
+    """Offsets are as wide as the longest feature; logits may be wider (aligned to max_length)."""
+    if offsets.shape[1] >= width:
+        return offsets
+    return np.pad(offsets, ((0, 0), (0, width - offsets.shape[1]), (0, 0)), constant_values=-1)
+
+
+class PostProcessor:
+    """Decodes and scores evaluations with fixed settings; gold answers are prepared once per EvalSet.
+
+    Args:
+        settings: decoding settings (n-best, answer length, v2 null rule).
+    """
+
+    def __init__(self, settings: DecodeSettings = DecodeSettings()):
+        self.settings = settings
+        self._scorer: Optional[tuple[EvalSet, SquadV1Scorer]] = None  # reused while the EvalSet is the same
+
+    def __call__(self, start: np.ndarray, end: np.ndarray, seen: np.ndarray, ev: EvalSet,
+                 score: bool = True) -> EvalResult:
+        """``start``/``end``: (F, W) float logits in dataset order (-inf outside real tokens); ``seen``: (F,)."""
+        s = self.settings
+        complete = complete_examples(ev, seen)
+        if not complete.all():
+            log.warning("%d of %d examples were only partly evaluated (limit_*_batches?) and are left out",
+                        int((~complete).sum()), len(complete))
+        offsets = _pad_offsets(ev.offsets, start.shape[1])
+        # The first of each n-best list is exactly decode_answers' choice (tested): decode once.
+        nbest = decode_nbest(start, end, offsets, ev.feature_to_example, ev.contexts, s.n_best, s.max_answer_length)
+        ids, keep = ev.example_ids, np.flatnonzero(complete)
+        if s.version_2_with_negative:
+            nulls = null_scores(start, end, ev.cls_index, ev.feature_to_example, len(ids))
+            answers, odds = apply_null_rule(nbest, nulls, s.null_score_diff_threshold)
+        else:
+            answers, odds = [spans[0]["text"] if spans else "" for spans in nbest], None
+        result = EvalResult(predictions={ids[i]: answers[i] for i in keep}, nbest={ids[i]: nbest[i] for i in keep},
+                            null_odds=None if odds is None else {ids[i]: float(odds[i]) for i in keep},
+                            examples=len(keep), partial=int((~complete).sum()))
+        if score and len(keep):
+            result.metrics = self._score(result, ev, keep, complete.all())
+        return result
+
+    def _score(self, result: EvalResult, ev: EvalSet, keep: np.ndarray, whole: bool) -> dict:
+        golds = None
+        if self.settings.version_2_with_negative:
+            golds = {ev.example_ids[i]: ev.answers[i] for i in keep}
+            # Predictions already answer "" past the threshold: score them as they are (the official script
+            # without --na-prob-thresh gives the same numbers) and sweep null_odds for best_exact/best_f1.
+            metrics = squad_v2(result.predictions, golds, na_probs=result.null_odds, na_prob_thresh=float("inf"))
+            return {**metrics, "exact_match": metrics["exact"]}
+        if not whole:
+            return squad_v1(result.predictions, {ev.example_ids[i]: ev.answers[i] for i in keep})
+        if self._scorer is None or self._scorer[0] is not ev:  # a new EvalSet (setup ran again): new golds
+            self._scorer = (ev, SquadV1Scorer(dict(zip(ev.example_ids, ev.answers))))
+        return self._scorer[1](result.predictions)
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def write_outputs(out_dir: str, result: EvalResult, info: Optional[dict] = None) -> list[str]:
+    """Write the prediction files and, when scored, ``eval_results.json`` (metrics + ``info``); returns names."""
+    names = []
+    for name, obj in result.files().items():
+        write_json(os.path.join(out_dir, name), obj)
+        names.append(name)
+    if result.metrics:
+        write_json(os.path.join(out_dir, "eval_results.json"),
+                   {**result.metrics, **(info or {}), "examples": result.examples})
+        names.append("eval_results.json")
+    return names

