@@ -3,7 +3,7 @@
     from qa_lightning.data.sources import load_split
     ds, report = load_split(path_or_name="../shared/squad/dev-v1.1.json", split="validation")
 
-Every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
+Local files are read by ``formats.py``; every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
 ``{"text": [...], "answer_start": [...]}`` (the layout of the hub's ``squad``). Local formats: the official nested
 SQuAD JSON (``{"data": [{"paragraphs": [{"context", "qas": [...]}]}]}``), flat ``.json`` (a list of records or
 ``{"data": [records]}``), ``.jsonl``, ``.csv`` and ``.parquet``. Column names are configurable.
@@ -15,18 +15,15 @@ Validation rows are never dropped: every evaluation example gets a prediction.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from ..errors import QAInputError
+from .formats import is_local, load_local_records
 
-__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "to_dataset"]
-
-LOCAL_SUFFIXES = (".json", ".jsonl", ".csv", ".parquet")
-
+__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "to_dataset",
+           "is_local"]
 
 @dataclass(frozen=True)
 class ColumnNames:
@@ -58,110 +55,6 @@ class LoadReport:
         for reason, n in sorted(self.skipped.items()):
             parts.append(f"{n} skipped ({reason})")
         return ", ".join(parts)
-
-
-def is_local(path_or_name: str) -> bool:
-    return path_or_name.lower().endswith(LOCAL_SUFFIXES) or os.sep in path_or_name or os.path.exists(path_or_name)
-
-
-# ----------------------------------------------------------------------------------------------------- reading
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise QAInputError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    except UnicodeDecodeError as err:
-        raise QAInputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-
-
-def _read_jsonl(path: str) -> list:
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise QAInputError(f"{path}: malformed JSON on line {lineno}, column {err.colno}: {err.msg}") from None
-    return rows
-
-
-def _squad_nested_to_records(obj: dict, path: str, cols: ColumnNames) -> list[dict]:
-    """Flatten the official SQuAD nesting; rows are named like data[3].paragraphs[1].qas[0] in errors."""
-    records = []
-    if not isinstance(obj.get("data"), list):
-        raise QAInputError(f"{path}: expected a top-level 'data' list (official SQuAD format)")
-    for a, article in enumerate(obj["data"]):
-        if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
-            raise QAInputError(f"{path}: data[{a}] has no 'paragraphs' list")
-        title = article.get("title", "")
-        for p, para in enumerate(article["paragraphs"]):
-            where = f"data[{a}].paragraphs[{p}]"
-            if not isinstance(para, dict) or "context" not in para or not isinstance(para.get("qas"), list):
-                raise QAInputError(f"{path}: {where} needs a 'context' and a 'qas' list")
-            for q, qa in enumerate(para["qas"]):
-                if not isinstance(qa, dict):
-                    raise QAInputError(f"{path}: {where}.qas[{q}] is not an object")
-                answers = qa.get("answers", [])
-                if not isinstance(answers, list):
-                    raise QAInputError(f"{path}: {where}.qas[{q}] 'answers' must be a list")
-                records.append({
-                    "id": qa.get("id"),
-                    "title": title,
-                    "context": para["context"],
-                    "question": qa.get("question"),
-                    "answers": {
-                        "text": [x.get("text") if isinstance(x, dict) else None for x in answers],
-                        "answer_start": [x.get("answer_start") if isinstance(x, dict) else None for x in answers],
-                    },
-                    "is_impossible": bool(qa.get("is_impossible", False)),
-                    "_row": f"{where}.qas[{q}]",
-                })
-    return records
-
-
-def load_local_records(path: str, cols: ColumnNames = ColumnNames()) -> list[dict]:
-    """Read a local file into a list of raw records (SQuAD nesting flattened; flat formats as they are)."""
-    if not os.path.exists(path):
-        raise QAInputError(f"{path}: no such file (check the path, relative to {os.getcwd()})")
-    if os.path.isdir(path):
-        raise QAInputError(f"{path}: is a directory, expected a .json/.jsonl/.csv/.parquet file")
-    suffix = os.path.splitext(path)[1].lower()
-    try:
-        if suffix == ".jsonl":
-            rows = _read_jsonl(path)
-        elif suffix == ".csv":
-            with open(path, encoding="utf-8", newline="") as fh:
-                rows = list(csv.DictReader(fh))
-        elif suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            try:
-                rows = pq.read_table(path).to_pylist()
-            except Exception as err:  # pyarrow raises several types for a broken file
-                raise QAInputError(f"{path}: unreadable parquet file ({type(err).__name__}: {err})") from None
-        else:
-            obj = _read_json(path)
-            if isinstance(obj, dict) and isinstance(obj.get("data"), list) and obj["data"] and \
-                    isinstance(obj["data"][0], dict) and "paragraphs" in obj["data"][0]:
-                return _squad_nested_to_records(obj, path, cols)
-            if isinstance(obj, dict) and isinstance(obj.get("data"), list):
-                rows = obj["data"]
-            elif isinstance(obj, list):
-                rows = obj
-            else:
-                raise QAInputError(f"{path}: expected the SQuAD layout {{'data': [...]}} or a list of records")
-    except PermissionError:
-        raise QAInputError(f"{path}: permission denied") from None
-    except UnicodeDecodeError as err:
-        raise QAInputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise QAInputError(f"{path}: row {i} is not a record (got {type(row).__name__})")
-        row["_row"] = f"row {i}"
-    return rows
 
 
 # ------------------------------------------------------------------------------------------------ validation
@@ -205,6 +98,41 @@ def _repair(context: str, text: str, start: Any) -> int | None:
     return best
 
 
+def _checked_text(row: dict, where: str, source: str, cols: ColumnNames, require_answers: bool) -> tuple[str, str]:
+    """(context, question) of a row, or a QAInputError naming the row and what is missing or wrong."""
+    missing = [c for c in (cols.question, cols.context) if c not in row]
+    if require_answers and cols.answers not in row:
+        missing.append(cols.answers)
+    if missing:
+        raise QAInputError(f"{source}: {where}: missing column(s) {missing}; the row has {sorted(k for k in row if k != '_row')} "
+                           "(set --data.question_column/context_column/answer_column/id_column to map yours)")
+    context, question = row[cols.context], row[cols.question]
+    for name, value in ((cols.context, context), (cols.question, question)):
+        if not isinstance(value, str):
+            raise QAInputError(f"{source}: {where}: '{name}' must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise QAInputError(f"{source}: {where}: '{name}' is empty")
+    return context, question
+
+
+def _placed_answers(answers: dict, context: str, report: LoadReport) -> tuple[list[str], list[int]]:
+    """Answers whose text is found in the context (offsets repaired to the nearest occurrence); the rest counted."""
+    texts, starts = [], []
+    for text, start in zip(answers["text"], answers["answer_start"]):
+        if not isinstance(text, str) or not text:
+            report.skip("empty answer text dropped")
+            continue
+        fixed = _repair(context, text, start)
+        if fixed is None:
+            report.skip("answer text not found in its context")
+            continue
+        if fixed != start:
+            report.repaired_answers += 1
+        texts.append(text)
+        starts.append(fixed)
+    return texts, starts
+
+
 def normalise_records(rows: Iterable[dict], source: str, split: str, cols: ColumnNames = ColumnNames(),
                       require_answers: bool | None = None) -> tuple[list[dict], LoadReport]:
     """Validate rows and bring them to the standard columns; repair or count bad answers.
@@ -221,47 +149,19 @@ def normalise_records(rows: Iterable[dict], source: str, split: str, cols: Colum
     out, seen = [], {}
     for i, row in enumerate(rows):
         where = row.get("_row", f"row {i}")
-        missing = [c for c in (cols.question, cols.context) if c not in row]
-        if require_answers and cols.answers not in row:
-            missing.append(cols.answers)
-        if missing:
-            raise QAInputError(f"{source}: {where}: missing column(s) {missing}; the row has {sorted(k for k in row if k != '_row')} "
-                               "(set --data.question_column/context_column/answer_column/id_column to map yours)")
-        context, question = row[cols.context], row[cols.question]
-        for name, value in ((cols.context, context), (cols.question, question)):
-            if not isinstance(value, str):
-                raise QAInputError(f"{source}: {where}: '{name}' must be a string, got {type(value).__name__}")
-            if not value.strip():
-                raise QAInputError(f"{source}: {where}: '{name}' is empty")
+        context, question = _checked_text(row, where, source, cols, require_answers)
         qid = row.get(cols.id)
         qid = str(qid) if qid not in (None, "") else f"{split}-{i}"
         if qid in seen:
             raise QAInputError(f"{source}: {where}: duplicate id {qid!r} (first seen at {seen[qid]}); ids must be unique")
         seen[qid] = where
         answers = _flat_answers(row.get(cols.answers), where, source, cols)
-        texts, starts = [], []
-        for text, start in zip(answers["text"], answers["answer_start"]):
-            if not isinstance(text, str) or not text:
-                report.skip("empty answer text dropped")
-                continue
-            fixed = _repair(context, text, start)
-            if fixed is None:
-                report.skip("answer text not found in its context")
-                continue
-            if fixed != start:
-                report.repaired_answers += 1
-            texts.append(text)
-            starts.append(fixed)
+        texts, starts = _placed_answers(answers, context, report)
         if training and answers["text"] and not texts:
             report.skip("training example without a placeable answer")
             continue
-        out.append({
-            "id": qid,
-            "title": str(row.get(cols.title, "") or ""),
-            "context": context,
-            "question": question,
-            "answers": {"text": texts, "answer_start": starts},
-        })
+        out.append({"id": qid, "title": str(row.get(cols.title, "") or ""), "context": context, "question": question,
+                    "answers": {"text": texts, "answer_start": starts}})
     report.examples = len(out)
     if not out:
         raise QAInputError(f"{source}: no usable examples in split '{split}'")
@@ -311,7 +211,7 @@ def load_split(path_or_name: str, split: str, config: str | None = None, cols: C
         max_samples: keep only the first N examples (quick runs).
     """
     if is_local(path_or_name):
-        rows = load_local_records(path_or_name, cols)
+        rows = load_local_records(path_or_name)
     else:
         hub = _load_hub(path_or_name, config, "validation" if split in ("test", "predict") else split)
         if max_samples is not None:
