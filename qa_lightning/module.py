@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
@@ -22,6 +22,7 @@ import torch
 from .errors import QAInputError
 from .evaluation.evalset import EvalSet
 from .evaluation.gather import LogitCollector, align_logits
+from .evaluation.metrics import evaluate_metric
 from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
 from .resume import collect_rng_states, set_rng_states
@@ -51,6 +52,8 @@ class QAModule(L.LightningModule):
         attn_implementation: "sdpa" (fused attention), "eager", or None for the library default.
         compile: ``torch.compile`` the encoder (pair with ``--data.pad_to_multiple_of 64`` to bound recompiles).
         dropout: override every dropout probability of the encoder (None: the model's own, 0.1 for BERT).
+        metric: "builtin" (the official SQuAD definitions, offline) or "evaluate" (``evaluate.load("squad")``, the
+            course's call; needs the hub, checked at start-up).
     """
 
     def __init__(
@@ -69,6 +72,7 @@ class QAModule(L.LightningModule):
         attn_implementation: Optional[str] = "sdpa",
         compile: bool = False,
         dropout: Optional[float] = None,
+        metric: Literal["builtin", "evaluate"] = "builtin",
     ):
         super().__init__()
         if learning_rate <= 0:
@@ -77,6 +81,10 @@ class QAModule(L.LightningModule):
             raise QAInputError(f"--model.warmup_ratio must be in [0, 1), got {warmup_ratio}")
         if n_best < 1 or max_answer_length < 1:
             raise QAInputError("--model.n_best and --model.max_answer_length must be >= 1")
+        if metric not in ("builtin", "evaluate"):
+            raise QAInputError(f"--model.metric must be 'builtin' or 'evaluate', got {metric!r}")
+        if metric == "evaluate":
+            evaluate_metric(False)  # fail now, not after the first epoch, when the hub metric cannot be loaded
         self.save_hyperparameters()
         self.model = build_model(model_name_or_path, pretrained, attn_implementation, dropout)
         self._collector = LogitCollector()
@@ -203,7 +211,8 @@ class QAModule(L.LightningModule):
         settings = DecodeSettings(hp.n_best, hp.max_answer_length, self._eval.version_2_with_negative,
                                   hp.null_score_diff_threshold)
         if split not in self._post or self._post[split].settings != settings:
-            self._post[split] = PostProcessor(settings)
+            fn = evaluate_metric(settings.version_2_with_negative) if hp.get("metric") == "evaluate" else None
+            self._post[split] = PostProcessor(settings, fn)
         return self._post[split]
 
     def _finish(self, split: str, prefix: Optional[str]) -> None:

@@ -73,3 +73,46 @@ def test_v1_matches_official_script():
         if i % 7:  # some predictions missing: they count as wrong
             preds[f"q{i}"] = " ".join(rng.choices(words, k=rng.randint(0, 4)))
     assert squad_v1(preds, refs) == pytest.approx(official_v1_evaluate(data, preds))
+
+
+def _evaluate_or_skip(version_2: bool):
+    from qa_lightning.errors import QAInputError
+    from qa_lightning.evaluation.metrics import evaluate_metric
+
+    try:
+        return evaluate_metric(version_2)
+    except QAInputError as err:
+        pytest.skip(f"evaluate's hub metric cannot be loaded here (offline): {err}")
+
+
+def test_evaluate_metric_equals_builtin_v1():
+    fn = _evaluate_or_skip(False)
+    refs = {"a": ["Denver Broncos", "The Broncos"], "b": ["Santa Clara, California"], "c": ["x"]}
+    preds = {"a": "the broncos", "b": "Santa Clara", "c": "y"}
+    ours, theirs = squad_v1(preds, refs), fn(preds, refs)
+    assert theirs["exact_match"] == pytest.approx(ours["exact_match"])
+    assert theirs["f1"] == pytest.approx(ours["f1"])
+
+
+def test_evaluate_metric_equals_builtin_v2():
+    fn = _evaluate_or_skip(True)
+    refs = {"h1": ["Paris"], "h2": ["blue sky"], "n1": []}
+    preds = {"h1": "Paris", "h2": "sky", "n1": ""}
+    ours = squad_v2(preds, refs, na_prob_thresh=float("inf"))
+    theirs = fn(preds, refs)
+    assert theirs["exact"] == pytest.approx(ours["exact"]) and theirs["f1"] == pytest.approx(ours["f1"])
+
+
+def test_evaluate_metric_offline_is_one_clear_error(monkeypatch):
+    """Offline (as here and in CI), asking for the hub metric fails at start-up with a message saying what to do."""
+    from qa_lightning.errors import QAInputError
+    from qa_lightning.evaluation.metrics import evaluate_metric
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_EVALUATE_OFFLINE", "1")
+    try:
+        evaluate_metric(False)
+    except QAInputError as err:
+        assert "--model.metric builtin" in str(err) and "\n" not in str(err)
+    else:
+        pytest.skip("the metric is in the local evaluate cache: nothing to refuse")

@@ -1,6 +1,6 @@
 """SquadDataModule: load SQuAD-style data, build and cache features, serve padded batches.
 
-    dm = SquadDataModule(model_name_or_path="../shared/tokenizers/bert-base-cased",
+    dm = SquadDataModule(model_name_or_path="bert-base-cased",
                          train_file="train.json", validation_file="dev.json")
     dm.prepare_data(); dm.setup("fit")
     dm.train_dataset, dm.val_dataset, dm.val_examples   # datasets.Dataset

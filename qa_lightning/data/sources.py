@@ -1,7 +1,7 @@
 """Raw QA examples from local files or the Hugging Face hub, validated, as a flat ``datasets.Dataset``.
 
     from qa_lightning.data.sources import load_split
-    ds, report = load_split(path_or_name="../shared/squad/dev-v1.1.json", split="validation")
+    ds, report = load_split(path_or_name="dev-v1.1.json", split="validation")
 
 Local files are read by ``formats.py``; every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
 ``{"text": [...], "answer_start": [...]}`` (the layout of the hub's ``squad``). Local formats: the official nested

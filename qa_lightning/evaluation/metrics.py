@@ -8,7 +8,7 @@
 lower-cased, punctuation and the articles a/an/the removed, whitespace collapsed; each prediction takes its best
 score over the gold answers; both numbers are percentages over all references. ``squad_v2`` follows
 evaluate-v2.0.py: unanswerable questions have no gold answers (gold is [""]), HasAns_/NoAns_ breakdowns, and the
-best null threshold search over ``na_probs``.
+best null threshold search over ``na_probs``. ``evaluate_metric`` is the opt-in hub metric (``evaluate.load``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,10 @@ import re
 import string
 from typing import Mapping, Sequence
 
-__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2", "SquadV1Scorer"]
+from ..errors import QAInputError
+
+__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2", "SquadV1Scorer",
+           "evaluate_metric"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _NO_PUNCT = str.maketrans("", "", string.punctuation)  # same characters as the script's set(string.punctuation)
@@ -169,3 +172,34 @@ def squad_v2(predictions: Mapping[str, str], references: Mapping[str, Sequence[s
         result[f"best_{name}"] = best
         result[f"best_{name}_thresh"] = thresh
     return result
+
+
+def evaluate_metric(version_2: bool = False):
+    """The course's exact call, ``evaluate.load("squad")`` (``"squad_v2"``), as ``fn(predictions, references)``.
+
+    Opt-in (``--model.metric evaluate``) for users who want the hub metric itself; it downloads the metric script, so
+    offline it is a :class:`QAInputError` raised here, before any training. On the same predictions it gives the
+    built-in numbers (tested where the metric loads). v2: predictions already answer "" past the null threshold,
+    so every ``no_answer_probability`` is 0 (best_exact/best_f1 sweeps come from the built-in metric only).
+    """
+    name = "squad_v2" if version_2 else "squad"
+    try:
+        import evaluate
+
+        metric = evaluate.load(name)
+    except Exception as err:  # ImportError, offline FileNotFoundError/ConnectionError, ...
+        raise QAInputError(
+            f"--model.metric evaluate: could not load evaluate's '{name}' metric ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:120] if str(err) else 'no detail'}); it needs the Hugging Face hub (or its "
+            "cache) and `pip install evaluate`; --model.metric builtin computes the same definitions offline") from None
+
+    def compute(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict:
+        preds = [{"id": k, "prediction_text": predictions.get(k, "")} for k in references]
+        if version_2:
+            for p in preds:
+                p["no_answer_probability"] = 0.0
+        refs = [{"id": k, "answers": {"text": list(v), "answer_start": [0] * len(v)}} for k, v in references.items()]
+        out = {k: float(v) for k, v in metric.compute(predictions=preds, references=refs).items()}
+        return {**out, "exact_match": out.get("exact_match", out.get("exact", 0.0))}
+
+    return compute

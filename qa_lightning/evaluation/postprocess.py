@@ -16,7 +16,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -83,10 +83,14 @@ class PostProcessor:
 
     Args:
         settings: decoding settings (n-best, answer length, v2 null rule).
+        metric_fn: ``fn(predictions, references) -> dict`` replacing the built-in metric (e.g.
+            ``metrics.evaluate_metric``); None: the built-in official definitions.
     """
 
-    def __init__(self, settings: DecodeSettings = DecodeSettings()):
+    def __init__(self, settings: DecodeSettings = DecodeSettings(),
+                 metric_fn: Optional[Callable[[Mapping[str, str], Mapping[str, Sequence[str]]], dict]] = None):
         self.settings = settings
+        self.metric_fn = metric_fn
         self._scorer: Optional[tuple[EvalSet, SquadV1Scorer]] = None  # reused while the EvalSet is the same
 
     def __call__(self, start: np.ndarray, end: np.ndarray, seen: np.ndarray, ev: EvalSet,
@@ -114,7 +118,8 @@ class PostProcessor:
         return result
 
     def _score(self, result: EvalResult, ev: EvalSet, keep: np.ndarray, whole: bool) -> dict:
-        golds = None
+        if self.metric_fn is not None:
+            return self.metric_fn(result.predictions, {ev.example_ids[i]: ev.answers[i] for i in keep})
         if self.settings.version_2_with_negative:
             golds = {ev.example_ids[i]: ev.answers[i] for i in keep}
             # Predictions already answer "" past the threshold: score them as they are (the official script
