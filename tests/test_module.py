@@ -81,3 +81,17 @@ def test_gradient_clipping_works_with_fused_adamw_under_mixed_precision(tmp_path
     trainer.fit(module, datamodule=dm)
     assert trainer.optimizers[0].defaults["fused"]
     assert len(norms) == 3 and all(n <= 0.01 * 1.01 for n in norms)
+
+
+def test_evaluate_metric_is_checked_at_construction_not_after_an_epoch():
+    """--model.metric evaluate offline: one QAInputError when the module is built (the CLI prints it, exit 2)."""
+    import pytest
+
+    from qa_lightning.errors import QAInputError
+
+    try:
+        QAModule(model_name_or_path=str(TINY_BERT), pretrained=False, metric="evaluate")
+    except QAInputError as err:
+        assert str(err).startswith("--model.metric evaluate: could not load evaluate's 'squad' metric")
+    else:
+        pytest.skip("evaluate's squad metric loads here (online or cached)")
