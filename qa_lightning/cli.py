@@ -30,6 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from .callbacks import CrashSafety, ExportCallback, LearningCurves
 from .data.datamodule import SquadDataModule
 from .errors import QAInputError
+from .hf import env_defaults
 from .module import QAModule
 from .resume import find_last_checkpoint
 
@@ -112,7 +113,7 @@ def _parser_kwargs() -> dict:
 
 def main(args: list[str] | None = None) -> QACLI:
     """Run the CLI and return it; user errors become one line on stderr and exit status 2."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # loaders fork after the tokenizer ran
+    env_defaults()
     try:
         return QACLI(QAModule, SquadDataModule, trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=42,
               parser_kwargs=_parser_kwargs(), save_config_kwargs={"overwrite": True}, args=args)

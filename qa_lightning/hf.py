@@ -22,9 +22,22 @@ from torch import nn
 
 from .errors import QAInputError
 
-__all__ = ["resolve_model_path", "load_tokenizer", "load_config", "hub_hint", "build_model", "optimizer_groups"]
+__all__ = ["resolve_model_path", "load_tokenizer", "load_config", "hub_hint", "build_model", "optimizer_groups",
+           "env_defaults"]
 
 log = logging.getLogger(__name__)
+
+
+def env_defaults(offline: bool = False) -> None:
+    """The one place environment defaults are set (a user's own settings always win).
+
+    Tokenizers' Rust thread pool is turned off because data loader workers fork after the tokenizer ran (the
+    features are built with ``datasets.map`` in the main process). ``offline``: no hub requests (demo, tests).
+    """
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if offline:
+        for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ.setdefault(key, "1")
 
 
 def hub_hint(name: str) -> str:

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 
-# Tests never touch the network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+from qa_lightning.hf import env_defaults
+
+env_defaults(offline=True)  # tests never touch the network
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
