@@ -23,7 +23,6 @@ from typing import Any, Optional
 
 import lightning as L
 import torch
-import torch._dynamo
 
 from .errors import QAInputError
 
@@ -47,9 +46,15 @@ def check_compile_args(compile: bool, mode: Optional[str], backend: str, dynamic
             raise QAInputError(f"--model.compile_mode: unknown mode {mode!r}; one of {', '.join(modes)}")
         if backend != "inductor":
             raise QAInputError(f"--model.compile_mode {mode} needs --model.compile_backend inductor, got {backend}")
-    if backend not in torch._dynamo.list_backends(exclude_tags=()):
+    if backend != "inductor" and backend not in _backends():
         raise QAInputError(f"--model.compile_backend: unknown backend {backend!r}; one of "
-                           f"{', '.join(torch._dynamo.list_backends())}")
+                           f"{', '.join(_backends())}")
+
+
+def _backends() -> list[str]:
+    from torch import _dynamo
+
+    return _dynamo.list_backends(exclude_tags=())
 
 
 def compile_encoder(model: torch.nn.Module, mode: Optional[str] = None, backend: str = "inductor",
@@ -68,8 +73,10 @@ def compile_encoder(model: torch.nn.Module, mode: Optional[str] = None, backend:
         kwargs["mode"] = mode
     if "recompile_limit" in inspect.signature(torch.compile).parameters:  # torch >= 2.10: per-call limit
         kwargs["recompile_limit"] = RECOMPILE_LIMIT
-    elif torch._dynamo.config.cache_size_limit < RECOMPILE_LIMIT:  # older torch: the global one
-        torch._dynamo.config.cache_size_limit = RECOMPILE_LIMIT
+    else:  # older torch: raise the global limit
+        from torch import _dynamo
+
+        _dynamo.config.cache_size_limit = max(_dynamo.config.cache_size_limit, RECOMPILE_LIMIT)
     model.compile(**kwargs)
     log.info("torch.compile(%s)", ", ".join(f"{k}={v!r}" for k, v in kwargs.items()))
 

