@@ -19,12 +19,14 @@ from typing import Any, Literal, Optional
 import lightning as L
 import torch
 
+from .compiling import CompileReport, check_compile_args, compile_encoder
 from .errors import QAInputError
 from .evaluation.evalset import EvalSet
 from .evaluation.gather import LogitCollector, align_logits
 from .evaluation.metrics import evaluate_metric
 from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
+from .packing import add_pack_index, enable_packed_attention, packed_forward
 from .resume import collect_rng_states, set_rng_states
 
 __all__ = ["QAModule"]
@@ -50,7 +52,13 @@ class QAModule(L.LightningModule):
         null_score_diff_threshold: SQuAD v2: answer "" when null score - best span score exceeds this.
         pretrained: load pretrained weights (False: random init from the config, for plumbing and speed tests).
         attn_implementation: "sdpa" (fused attention), "eager", or None for the library default.
-        compile: ``torch.compile`` the encoder (pair with ``--data.pad_to_multiple_of 64`` to bound recompiles).
+        compile: ``torch.compile`` the encoder (pair with ``--data.length_buckets auto`` or
+            ``--data.pad_to_multiple_of 64`` to bound recompiles); compile costs per shape are logged.
+        compile_mode: inductor mode, e.g. "reduce-overhead" (CUDA graphs per shape on CUDA; see compiling.py).
+        compile_backend: dynamo backend ("inductor"; "aot_eager" traces without generating code).
+        compile_dynamic: False: one static graph per shape (for CUDA graphs); None: torch's default.
+        unpadded: run the encoder on the batch's real tokens only, packed (see packing.py; BERT-type models,
+            transformers >= 5). The loss then leaves padding positions out of the softmax.
         dropout: override every dropout probability of the encoder (None: the model's own, 0.1 for BERT).
         metric: "builtin" (the official SQuAD definitions, offline) or "evaluate" (``evaluate.load("squad")``, the
             course's call; needs the hub, checked at start-up).
@@ -72,6 +80,10 @@ class QAModule(L.LightningModule):
         attn_implementation: Optional[str] = "sdpa",
         compile: bool = False,
         dropout: Optional[float] = None,
+        compile_mode: Optional[str] = None,
+        compile_backend: str = "inductor",
+        compile_dynamic: Optional[bool] = None,
+        unpadded: bool = False,
         metric: Literal["builtin", "evaluate"] = "builtin",
     ):
         super().__init__()
@@ -85,8 +97,11 @@ class QAModule(L.LightningModule):
             raise QAInputError(f"--model.metric must be 'builtin' or 'evaluate', got {metric!r}")
         if metric == "evaluate":
             evaluate_metric(False)  # fail now, not after the first epoch, when the hub metric cannot be loaded
+        check_compile_args(compile, compile_mode, compile_backend, compile_dynamic)
         self.save_hyperparameters()
         self.model = build_model(model_name_or_path, pretrained, attn_implementation, dropout)
+        if unpadded:
+            enable_packed_attention(self.model)
         self._collector = LogitCollector()
         self._post: dict[str, PostProcessor] = {}  # split -> its post-processor (keeps the prepared golds)
         self._eval: Optional[EvalSet] = None  # the split being evaluated
@@ -96,9 +111,17 @@ class QAModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.hparams.compile and not getattr(self, "_compiled", False):
             # In place (state_dict keys unchanged, checkpoints stay interchangeable). Shapes are bucketed by the
-            # collator's pad_to_multiple_of; after the second distinct shape dynamo compiles one dynamic graph.
-            self.model.compile()
+            # collator (length_buckets or pad_to_multiple_of); dynamic=None: after the second shape, one dynamic graph.
+            hp = self.hparams
+            compile_encoder(self.model, hp.get("compile_mode"), hp.get("compile_backend", "inductor"),
+                            hp.get("compile_dynamic"))
             self._compiled = True
+
+    def configure_callbacks(self):
+        if not self.hparams.compile:
+            return []
+        # The CUDA-graph modes: tell cudagraph trees where each step begins.
+        return [CompileReport(mark_steps=self.hparams.get("compile_mode") in ("reduce-overhead", "max-autotune"))]
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -149,7 +172,13 @@ class QAModule(L.LightningModule):
             set_rng_states(states)
 
     # ------------------------------------------------------------------------------------------- steps
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        # Packing indices are computed on the host, before the copy: no device sync in the step.
+        return add_pack_index(batch) if self.hparams.get("unpadded") else batch
+
     def forward(self, **inputs):
+        if self.hparams.get("unpadded"):
+            return packed_forward(self.model, inputs)
         return self.model(**{k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS})
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

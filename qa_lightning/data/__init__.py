@@ -9,6 +9,7 @@
 | ``features.py`` | sliding windows, labels, offsets (the recipe's preprocessing) |
 | ``cache.py`` | fingerprint and atomic save/load of one split's features |
 | ``batching.py`` | dynamic padding into tensors (``QACollator``) |
+| ``buckets.py`` | a few fixed padded lengths chosen from the length histogram (``--data.length_buckets``) |
 | ``samplers.py`` | resumable epoch orders, length-grouped training batches, length-sorted evaluation |
 | ``datamodule.py`` | ``SquadDataModule``: builds, caches and serves all of the above |
 """

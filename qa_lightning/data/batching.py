@@ -12,6 +12,7 @@ tokenizer pads on the left, and then by exactly the padding added.
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -30,22 +31,30 @@ class QACollator:
         pad_to_multiple_of: round the padded length up to a multiple of this (8 suits tensor cores; 1 disables).
         pad_to_length: pad every batch to this fixed length instead (the reference's padding="max_length").
         padding_side: "right" or "left" (XLNet); with "left", label positions are shifted by the padding added.
+        buckets: pad each batch to the smallest of these lengths that holds its longest feature (a handful of
+            shapes for compiled steps, see ``buckets.py``); ``pad_to_length`` wins over it, it wins over the multiple.
     """
 
     def __init__(self, pad_token_id: int = 0, pad_to_multiple_of: int = 8, pad_to_length: int | None = None,
-                 padding_side: str = "right"):
+                 padding_side: str = "right", buckets: Sequence[int] | None = None):
         if padding_side not in ("left", "right"):
             raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = max(1, int(pad_to_multiple_of or 1))
         self.pad_to_length = pad_to_length
         self.padding_side = padding_side
+        self.buckets = sorted(int(b) for b in buckets) if buckets else None
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
         longest = max(lengths)
         if self.pad_to_length is not None:
             target = max(self.pad_to_length, longest)
+        elif self.buckets is not None:
+            fits = [b for b in self.buckets if b >= longest]
+            if not fits:
+                raise ValueError(f"a feature of {longest} tokens is longer than the largest bucket {self.buckets[-1]}")
+            target = fits[0]
         else:
             target = int(math.ceil(longest / self.pad_to_multiple_of) * self.pad_to_multiple_of)
         batch: dict[str, torch.Tensor] = {}

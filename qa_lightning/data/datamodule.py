@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import Optional
+from typing import Optional, Union
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
@@ -28,6 +28,7 @@ from ..errors import QAInputError
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
 from .batching import QACollator
+from .buckets import padding_cost, parse_bucket_spec, resolve_buckets
 from .cache import fingerprint, load_split_cache, save_split
 from .features import check_window_args, prepare_train_features, prepare_validation_features
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
@@ -59,6 +60,9 @@ class SquadDataModule(L.LightningDataModule):
         max_eval_samples: keep only the first N evaluation examples.
         pad_to_max_length: pad every feature to ``max_length`` like the reference (slower; off pads per batch).
         pad_to_multiple_of: round each batch's padded length up to a multiple of this.
+        length_buckets: pad batches to a few fixed lengths (few shapes for compiled/CUDA-graph steps): "auto"
+            (4 buckets chosen from the training lengths, least padding), "auto:N", or a list such as
+            [128, 256, 384] (its largest must be >= max_length). None (default): the multiple above.
         group_by_length: training batches of similar lengths (random mega-batches sorted by length).
         sort_eval_by_length: evaluate longest-first so batches waste no padding (predictions are reordered back).
         num_workers: loader worker processes (None: 4 on GPU machines, capped by the CPU count; 0 on CPU-only).
@@ -90,6 +94,7 @@ class SquadDataModule(L.LightningDataModule):
         max_eval_samples: Optional[int] = None,
         pad_to_max_length: bool = False,
         pad_to_multiple_of: int = 8,
+        length_buckets: Optional[Union[str, list[int]]] = None,
         group_by_length: bool = True,
         sort_eval_by_length: bool = True,
         num_workers: Optional[int] = None,
@@ -108,6 +113,10 @@ class SquadDataModule(L.LightningDataModule):
             check_window_args(max_length, stride)
         except ValueError as err:
             raise QAInputError(f"--data.max_length/--data.stride: {err}") from None
+        try:
+            parse_bucket_spec(length_buckets, max_length)
+        except ValueError as err:
+            raise QAInputError(f"--data.length_buckets: {err}") from None
         if batch_size < 1:
             raise QAInputError(f"--data.batch_size must be >= 1, got {batch_size}")
         for name, path in (("train_file", train_file), ("validation_file", validation_file),
@@ -130,6 +139,7 @@ class SquadDataModule(L.LightningDataModule):
         self.val_examples = self.test_examples = self.predict_examples = None
         self._eval_sets: dict[str, EvalSet] = {}
         self._paths: dict[str, str] = {}
+        self._buckets: Optional[list[int]] = None
 
     # ------------------------------------------------------------------------------------------ properties
     @property
@@ -238,7 +248,22 @@ class SquadDataModule(L.LightningDataModule):
             pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
             pad_to_multiple_of=self.hparams.pad_to_multiple_of,
             pad_to_length=self.max_length if self.hparams.pad_to_max_length else None,
-            padding_side=tok.padding_side)
+            padding_side=tok.padding_side, buckets=self.length_buckets())
+
+    def length_buckets(self) -> Optional[list[int]]:
+        """The padded lengths batches use (None: no buckets); "auto" reads the training split's lengths (once)."""
+        spec = self.hparams.length_buckets
+        if spec is None or self.hparams.pad_to_max_length:
+            return None
+        if self._buckets is None:
+            ds = self.train_dataset or self.val_dataset or self.test_dataset or self.predict_dataset
+            lengths = self._lengths(ds) if ds is not None else None
+            self._buckets = resolve_buckets(spec, lengths, self.max_length, self.hparams.pad_to_multiple_of)
+            if lengths is not None and len(lengths):
+                added = padding_cost(lengths, self._buckets) / len(lengths)
+                rank_zero_info(f"length buckets {self._buckets}: {added:.1f} padding tokens per feature "
+                               f"(features average {lengths.mean():.1f} tokens)")
+        return self._buckets
 
     def _loader(self, ds, batch_size: int, sampler: Sampler) -> DataLoader:
         workers = self._num_workers()
