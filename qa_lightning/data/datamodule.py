@@ -243,10 +243,8 @@ class SquadDataModule(L.LightningDataModule):
         return DataLoader(
             ds.select_columns(self._model_columns(ds)), batch_size=batch_size, sampler=sampler,
             collate_fn=self._collator(), num_workers=workers, pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0,
-            # Its own generator: creating an iterator then draws no seed from the global RNG, so a run resumed
-            # from an epoch-end checkpoint continues the global (dropout) stream exactly where it was saved.
-            generator=torch.Generator().manual_seed(self.hparams.seed))
+            # Own generator: a new iterator draws no seed from the global (dropout) RNG -> exact epoch-end resume.
+            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def _lengths(self, ds) -> np.ndarray:
         import pyarrow.compute as pc
@@ -280,7 +278,7 @@ class SquadDataModule(L.LightningDataModule):
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None
         if self._resume and self.trainer is not None and self.trainer.state.fn == "fit":
-            # Refuses a mid-epoch position on other batches (QAInputError); an epoch boundary is only a note.
+            # A mid-epoch position on other batches: QAInputError; at an epoch boundary only a note.
             note = check_same_position(state, self._identity(), str(getattr(self.trainer, "ckpt_path", "")))
             if note:
                 rank_zero_info(note)
