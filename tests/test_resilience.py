@@ -93,7 +93,7 @@ def test_resumed_from_an_epoch_end_equals_uninterrupted(uninterrupted, tmp_path)
     run = uninterrupted / "lightning_logs" / "version_0" / "checkpoints"
     epoch_end = next(run.glob("epoch0-*.ckpt"))
     saved = torch.load(epoch_end, map_location="cpu", weights_only=True)
-    assert saved["global_step"] == 125 and saved["SquadDataModule"]["mid_epoch"] is False
+    assert saved["epoch"] == 0 and saved["SquadDataModule"]["mid_epoch"] is False  # the end of epoch 0
     done = subprocess.run(fit_cmd(tmp_path, uninterrupted / "cache", "--ckpt_path", epoch_end), cwd=ROOT, env=ENV,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
