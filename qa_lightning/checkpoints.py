@@ -15,6 +15,7 @@ refused (``resume.check_same_position``).
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 from pathlib import Path
@@ -70,7 +71,16 @@ def allocate_version(cfg) -> Optional[Path]:
         except FileExistsError:  # a concurrent run took it: the next one
             n += 1
     init.version = n
-    return root / f"version_{n}"
+    folder = root / f"version_{n}"
+    atexit.register(_remove_if_empty, folder)  # a run that fails before writing anything leaves no folder
+    return folder
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only succeeds when empty
+    except OSError:
+        pass
 
 
 def run_folders(cfg) -> list[Path]:

@@ -47,6 +47,14 @@ def one_error_line(proc) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+def test_a_failed_run_leaves_no_empty_version_folder(tmp_path):
+    proc = run_elsewhere(tmp_path / "cwd", "fit", *abs_args(tmp_path / "out", tmp_path / "cache",
+                                                           "--data.validation_file", tmp_path / "nope.json"),
+                         check=False)
+    assert one_error_line(proc).endswith("nope.json: no such file")
+    assert list((tmp_path / "out" / "lightning_logs").iterdir()) == []
+
+
 @pytest.mark.slow
 def test_everything_under_root_dir_and_last_is_the_final_state(tmp_path):
     cwd, root = tmp_path / "cwd", tmp_path / "out"
