@@ -59,8 +59,9 @@ def test_a_failed_run_leaves_no_empty_version_folder(tmp_path):
 def test_everything_under_root_dir_and_last_is_the_final_state(tmp_path):
     cwd, root = tmp_path / "cwd", tmp_path / "out"
     # lr so tiny that val/f1 cannot improve in epoch 1: Lightning's save_last would leave step 33 as "last".
-    run_elsewhere(cwd, "fit", *abs_args(root, tmp_path / "cache", "--model.learning_rate", "1e-12",
-                                        "--crash_safety.every_n_train_steps", "10"))
+    proc = run_elsewhere(cwd, "fit", *abs_args(root, tmp_path / "cache", "--model.learning_rate", "1e-12",
+                                               "--crash_safety.every_n_train_steps", "10", "--ckpt_path", "last"))
+    assert "--ckpt_path last: no checkpoint of an earlier run found; starting from scratch" in proc.stderr
     assert list(cwd.iterdir()) == []  # nothing in the working directory
     run = root / "lightning_logs" / "version_0"
     names = sorted(p.name for p in (run / "checkpoints").iterdir())
