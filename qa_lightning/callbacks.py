@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from .export import export_checkpoint, save_hf_directory
@@ -177,15 +177,22 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         os.replace(tmp, path)
 
 
-class CrashSafety(Callback):
-    """Pre-emptible, crash-safe training: step checkpoints, a checkpoint on SIGTERM, atomic writes.
+class CrashSafety(Checkpoint):
+    """Owns ``last.ckpt``, always the newest state: every epoch end (after its validation and the best-checkpoint
+    update), every N steps, on SIGTERM and at the end of fit -- one name, whatever ``val/f1`` did. Atomic writes.
+
+    Lightning's ``ModelCheckpoint(save_last=True)`` writes "last" only when a top-k checkpoint was saved at that step
+    (an epoch whose metric did not improve left no end state on disk) and versions the name (``last-v1.ckpt``) when
+    another writer made ``last.ckpt``, so ``save_last`` is switched off on the checkpoint callbacks here. Being a
+    ``Checkpoint`` callback, it runs after the other callbacks' epoch-end hooks (after ModelCheckpoint's, when it
+    comes later in the list, as in the CLI), so the saved best-model bookkeeping is current.
 
     ``fit --ckpt_path last`` then resumes at the exact batch (the data module saves its position in the epoch and
     the module the RNG states), so on CPU with ``--trainer.deterministic true`` the final weights equal those of an
     uninterrupted run.
 
     Args:
-        every_n_train_steps: also write ``last.ckpt`` every N optimizer steps (None: only the epoch checkpoints).
+        every_n_train_steps: also write ``last.ckpt`` every N optimizer steps (None: epoch ends and end of fit).
         save_on_sigterm: on SIGTERM, finish the current batch, write ``last.ckpt`` and exit with status 0.
         atomic: write every checkpoint atomically (temp file + rename).
     """
@@ -201,9 +208,12 @@ class CrashSafety(Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.atomic and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        for cb in trainer.checkpoint_callbacks:
+            if isinstance(cb, ModelCheckpoint) and cb.save_last:
+                cb.save_last = False  # last.ckpt is ours (see the class docstring)
 
     def _path(self, trainer: L.Trainer) -> str:
-        cb = trainer.checkpoint_callback
+        cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
         dirpath = cb.dirpath if cb is not None and cb.dirpath else os.path.join(trainer.default_root_dir, "checkpoints")
         return os.path.join(dirpath, "last.ckpt")
 
@@ -222,6 +232,16 @@ class CrashSafety(Callback):
             print(f"SIGTERM received: saved {self._path(trainer)} at step {step}; exiting", file=sys.stderr)
         elif self.every_n_train_steps and step % self.every_n_train_steps == 0 and step != self._saved_step:
             self._save(trainer, "step checkpoint")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After the epoch's validation and ModelCheckpoint's save; always, even when a step checkpoint has this
+        # global step (that one was written before the validation).
+        if not trainer.sanity_checking and trainer.global_step > 0:
+            self._save(trainer, "epoch end")
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.global_step > 0 and trainer.global_step != self._saved_step:  # max_steps mid-epoch, etc.
+            self._save(trainer, "end of fit")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # Under DDP Lightning agrees on SIGTERM across ranks at the start of a step and raises on all of them.

@@ -9,12 +9,16 @@ What this subclass adds to LightningCLI:
 - ``model.model_name_or_path`` is linked to ``data.model_name_or_path``: the tokenizer always matches the model.
 - ``trainer.precision`` left unset means bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
   fp32 on CPU.
-- Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt``; CSV logs under ``lightning_logs/``;
+- Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt`` (always the newest state, written by
+  ``CrashSafety``); CSV logs under ``<default_root_dir>/lightning_logs/version_N`` (N allocated atomically);
   after ``fit`` the best model is exported for ``transformers.pipeline`` (``--export.*``, optional hub push) and
   ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
 - ``configs/squad_bert_base_cased.yaml`` is the default config when the repository checkout is present (the code
   defaults are the same recipe, so an installed package behaves identically).
-- User mistakes (missing files, malformed data, no network for the hub) end with one ``error:`` line, exit code 2.
+- ``--ckpt_path`` is checked before Lightning reads it and the checkpoint's model settings merge under the
+  command line's (``checkpoints.py``).
+- User mistakes (missing files, malformed data, no network for the hub, a damaged checkpoint) end with one
+  ``error:`` line, exit code 2.
 """
 
 from __future__ import annotations
@@ -26,13 +30,15 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from jsonargparse import Namespace
 
 from .callbacks import CrashSafety, ExportCallback, LearningCurves
+from .checkpoints import (allocate_version, check_weights_fit, follow_root_dir, given_model_keys, model_settings,
+                          resolve_checkpoint, run_folders)
 from .data.datamodule import SquadDataModule
 from .errors import QAInputError
 from .hf import env_defaults
 from .module import QAModule
-from .resume import find_last_checkpoint
 
 __all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAULTS", "run_folders"]
 
@@ -42,10 +48,10 @@ TRAINER_DEFAULTS = {"max_epochs": 3, "gradient_clip_val": 1.0}  # the recipe's T
 
 # Set through the parser (not trainer_defaults) so --print_config shows them and flags can change them.
 PARSER_DEFAULTS = {
+    # save_dir "." follows --trainer.default_root_dir (checkpoints.follow_root_dir)
     "trainer.logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
     "checkpoint.monitor": "val/f1",
     "checkpoint.mode": "max",
-    "checkpoint.save_last": True,
     "checkpoint.save_top_k": 1,
     "checkpoint.filename": "epoch{epoch}-f1{val/f1:.2f}",
     "checkpoint.auto_insert_metric_name": False,
@@ -74,36 +80,41 @@ class QACLI(LightningCLI):
         parser.add_lightning_class_args(CrashSafety, "crash_safety")
         parser.set_defaults(PARSER_DEFAULTS)
 
+    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
+        self._argv = [] if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
+        super().parse_arguments(parser, args)
+
+    def _parse_ckpt_path(self) -> None:
+        """Replaces LightningCLI's: that one ``torch.load``s any ``--ckpt_path`` (a traceback for a damaged file) and
+        lets the checkpoint's hyper-parameters replace the user's command-line values (see checkpoints.py)."""
+        self._ckpt = None
+        if not self.config.get("subcommand"):
+            return
+        sub = self.config.subcommand
+        cfg = self.config[sub]
+        follow_root_dir(cfg)
+        path, self._ckpt = resolve_checkpoint(cfg, sub, run_folders(cfg))
+        if self._ckpt is None:
+            return
+        taken = model_settings(self._ckpt, cfg.model, given_model_keys(getattr(self, "_argv", [])))
+        if taken:
+            shown = ", ".join(f"{k}={v!r} (config: {cfg.model.get(k)!r})" for k, v in taken.items())
+            print(f"--ckpt_path {path}: model settings from the checkpoint: {shown}; --model.* options on the "
+                  "command line override them", file=sys.stderr)
+            self.config = self.parser.parse_object({sub: {"model": taken}}, self.config)
+
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
-        ckpt = cfg.get("ckpt_path")
-        if ckpt not in (None, "last", "best", "hpc", "registry") and not os.path.isfile(str(ckpt)):
-            raise QAInputError(f"--ckpt_path: {ckpt}: no such checkpoint file (or use 'last' to resume the newest run)")
-        if ckpt == "last":
-            found = find_last_checkpoint(run_folders(cfg))
-            if found:
-                print(f"Resuming from {found}", file=sys.stderr)
-                cfg.ckpt_path = found
-            elif self.subcommand != "fit":
-                raise QAInputError("--ckpt_path last: no last.ckpt found under the run directories; pass a path")
+        allocate_version(cfg)  # after 'last' was looked up: the new run's folder is empty
 
-
-def run_folders(cfg) -> list[Path]:
-    """Where earlier runs of this config keep checkpoints: each run logs to a new version folder, so Lightning's own
-    "last" (which looks in the *new* run's folder) would silently start from scratch."""
-    roots = []
-    if cfg.get("checkpoint") and cfg.checkpoint.get("dirpath"):
-        roots.append(Path(cfg.checkpoint.dirpath))
-    logger = cfg.trainer.get("logger")
-    init = logger.get("init_args", {}) if hasattr(logger, "get") else {}
-    if init:
-        save_dir = init.get("save_dir") or cfg.trainer.get("default_root_dir") or "."
-        roots.append(Path(save_dir) / (init.get("name") or "lightning_logs"))
-    # Lightning's own places under the root dir -- not the whole root, which may be the repository with a venv in it
-    base = Path(cfg.trainer.get("default_root_dir") or ".")
-    return roots + [base / "lightning_logs", base / "checkpoints"]
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if getattr(self, "_ckpt", None) is not None:
+            cfg = self.config[self.subcommand]
+            check_weights_fit(self.model, self._ckpt, str(cfg.ckpt_path))
+            self._ckpt = None  # memory-mapped tensors: let them go before Lightning loads the file
 
 
 def _parser_kwargs() -> dict:

@@ -1,23 +1,37 @@
-"""Exact resume: the RNG states a checkpoint carries, and finding the newest ``last.ckpt`` of earlier runs.
+"""Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the newest usable one.
 
     checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save
     set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
-    find_last_checkpoint(["runs/lightning_logs"])               # newest last*.ckpt under these folders
+    ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
+    found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # newest loadable *.ckpt, and what was skipped
+    check_same_position(saved, current)                         # mid-epoch resume with other features: refused
 
 The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
-run killed mid-epoch and resumed with ``--ckpt_path last`` ends with the weights of an uninterrupted run.
+run killed mid-epoch and resumed with ``--ckpt_path last`` ends with the weights of an uninterrupted run. A checkpoint
+is read on the CPU, memory-mapped and with ``weights_only=True`` (no code runs from the file) before Lightning sees
+it, so a damaged or foreign file is one sentence, not a traceback. No Lightning import here.
 """
 
 from __future__ import annotations
 
+import os
 import random
+import zipfile
 from pathlib import Path
 from typing import Iterable, Optional
 
 import numpy as np
 import torch
 
-__all__ = ["collect_rng_states", "set_rng_states", "find_last_checkpoint"]
+from .errors import QAInputError
+
+__all__ = ["collect_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "find_last_checkpoint",
+           "position_identity", "check_same_position"]
+
+# Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
+# these name the difference in the message). batch_size, seed and group_by_length fix the epoch's batch order.
+POSITION_SETTINGS = ("model_name_or_path", "train_file", "dataset_name", "dataset_config_name", "max_length", "stride",
+                     "pad_to_max_length", "max_train_samples", "batch_size", "seed", "group_by_length")
 
 
 def collect_rng_states() -> dict:
@@ -42,7 +56,94 @@ def set_rng_states(states: dict) -> None:
     random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
 
 
-def find_last_checkpoint(roots: Iterable[str | Path]) -> Optional[str]:
-    """Newest ``last*.ckpt`` under ``roots`` (missing folders are skipped), or None."""
-    found = [p for root in map(Path, roots) if root.is_dir() for p in root.rglob("last*.ckpt")]
-    return str(max(found, key=lambda p: p.stat().st_mtime)) if found else None
+class UnusableCheckpoint(ValueError):
+    """A file that is not a loadable checkpoint of this project; the message says what is wrong and what to do."""
+
+
+_FIT_CKPT = "pass a checkpoint written by `python -m qa_lightning fit` (e.g. checkpoints/last.ckpt of a run)"
+
+
+def _load(path: str) -> object:
+    size = os.path.getsize(path)
+    if size == 0:
+        raise UnusableCheckpoint(f"the file is empty (0 bytes; an interrupted copy or write?); {_FIT_CKPT}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; its directory sits at the very end
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+        if head == b"PK\x03\x04":
+            raise UnusableCheckpoint(f"truncated: the zip archive torch.save wrote has no end ({size} bytes; an "
+                                     f"interrupted copy or write?); use an intact copy or {_FIT_CKPT}")
+        raise UnusableCheckpoint(f"not a PyTorch checkpoint (no torch.save zip archive in its {size} bytes); "
+                                 f"{_FIT_CKPT}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 -- torch raises many kinds for damaged archives
+        first = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise UnusableCheckpoint(f"cannot be read safely (torch.load weights_only: {first}); {_FIT_CKPT}") from None
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The checkpoint as a dict (tensors memory-mapped on the CPU), or :class:`UnusableCheckpoint` saying why not."""
+    path = str(path)
+    if os.path.isdir(path):
+        raise UnusableCheckpoint(f"is a directory, expected a .ckpt file; {_FIT_CKPT}")
+    if not os.path.isfile(path):
+        raise UnusableCheckpoint("no such checkpoint file (or use 'last' to resume the newest run)")
+    ckpt = _load(path)
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UnusableCheckpoint("holds model weights only, not a Lightning checkpoint (no 'state_dict', "
+                                 f"'pytorch-lightning_version', optimizer or loop state); {_FIT_CKPT}")
+    if "pytorch-lightning_version" not in ckpt:
+        raise UnusableCheckpoint(f"not a Lightning checkpoint (no 'pytorch-lightning_version'); {_FIT_CKPT}")
+    hparams = ckpt.get("hyper_parameters") or {}
+    keys = list(ckpt["state_dict"])
+    if "model_name_or_path" not in hparams or not keys or not all(k.startswith("model.") for k in keys):
+        name = ckpt.get("hparams_name") or "no qa_lightning hyper-parameters"
+        raise UnusableCheckpoint(f"a checkpoint of another LightningModule ({name}; no QAModule "
+                                 f"'model_name_or_path' hyper-parameter or 'model.*' weights); {_FIT_CKPT}")
+    return ckpt
+
+
+def find_last_checkpoint(roots: Iterable[str | Path]) -> tuple[Optional[str], list[tuple[str, str]]]:
+    """The newest loadable ``*.ckpt`` under ``roots`` (``last.ckpt`` first among equally new files) and the newer
+    files that were skipped, as ``(path, reason)``. Missing folders are skipped; nothing found: ``(None, [...])``."""
+    found = {p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()}
+    order = sorted(found, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), reverse=True)
+    skipped = []
+    for path in order:
+        try:
+            read_checkpoint(path)
+        except UnusableCheckpoint as why:
+            skipped.append((str(path), str(why).split(";")[0]))
+            continue
+        return str(path), skipped
+    return None, skipped
+
+
+def position_identity(features: str, settings: dict) -> dict:
+    """What a saved position in an epoch is valid for: the train features' cache name and the batch order."""
+    picked = {k: settings.get(k) for k in POSITION_SETTINGS}
+    return {"features": features, "order": [picked["batch_size"], picked["seed"], picked["group_by_length"]],
+            "settings": picked}
+
+
+def check_same_position(saved: dict, current: dict, ckpt_path: str = "the checkpoint") -> Optional[str]:
+    """Refuse to apply a mid-epoch position to other training batches; returns a note for an epoch-boundary change.
+
+    Both dicts are ``SquadDataModule`` position identities: ``features`` (the train cache fingerprint: data file
+    bytes, tokenizer, window settings), ``order`` (what fixes the epoch's batch order) and ``settings`` (readable
+    values for the message).
+    """
+    same = saved.get("features") == current.get("features") and saved.get("order") == current.get("order")
+    if same or not saved.get("features"):
+        return None
+    old, new = saved.get("settings", {}), current.get("settings", {})
+    diff = ", ".join(f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                     if old.get(k) != new.get(k))
+    diff = diff or "the contents of the training file or of the tokenizer"
+    if saved.get("mid_epoch"):
+        raise QAInputError(f"--ckpt_path {ckpt_path}: stopped mid-epoch (epoch {saved.get('epoch')}, after "
+                           f"{saved.get('batches_done')} batches) with other training batches than this run's "
+                           f"({diff}); the saved position would skip the wrong examples: resume with the "
+                           "checkpoint's data settings, or start a new run")
+    return f"resuming at an epoch boundary with changed training data ({diff}): the next epoch uses the new features"

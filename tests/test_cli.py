@@ -131,3 +131,18 @@ def test_predict_equals_validate_for_same_file_and_checkpoint(debug_run, tmp_pat
         nbest = json.loads((pred_dir / "nbest_predictions.json").read_text())
         assert all(nbest[k][0]["text"] == v for k, v in preds.items() if v)
         assert not (pred_dir / "eval_results.json").exists()  # no answers, no metric
+
+
+@pytest.mark.slow
+def test_no_metrics_file_when_no_example_was_evaluated_completely(debug_run, tmp_path):
+    tmp, run = debug_run
+    # Windows of 64 tokens: every context spans several; one batch of one window leaves every example partial.
+    proc = run_cli("validate", *debug_args(tmp_path, "--ckpt_path", run / "checkpoints" / "last.ckpt",
+                                           "--data.max_length", 64, "--data.stride", 16, "--data.eval_batch_size", 1,
+                                           "--trainer.limit_val_batches", 1))
+    assert "no example was evaluated completely: no metrics (val/f1 is logged as NaN)" in proc.stderr
+    out = versions(tmp_path)[-1]
+    assert not (out / "eval_results.json").exists()
+    assert json.loads((out / "predictions.json").read_text()) == {}
+    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r.get("val/f1")]
+    assert len(rows) == 1 and rows[0]["val/f1"] == "nan"

@@ -46,7 +46,7 @@ def test_v1_matches_torchmetrics_on_random_strings():
 
 
 def test_v2_breakdown_and_best_threshold():
-    refs = {"h1": ["Paris"], "h2": ["blue sky"], "n1": [], "n2": [""]}
+    refs = {"h1": ["Paris"], "h2": ["blue sky"], "n1": [], "n2": []}
     preds = {"h1": "Paris", "h2": "", "n1": "", "n2": "something"}
     probs = {"h1": 0.1, "h2": 0.9, "n1": 0.8, "n2": 0.7}
     out = squad_v2(preds, refs, na_probs=probs)
@@ -116,3 +116,63 @@ def test_evaluate_metric_offline_is_one_clear_error(monkeypatch):
         assert "--model.metric builtin" in str(err) and "\n" not in str(err)
     else:
         pytest.skip("the metric is in the local evaluate cache: nothing to refuse")
+
+
+def v2_dataset(rng, n=300):
+    """Random v2 questions: answerable (some golds normalising to "", e.g. "The"), unanswerable (no answers)."""
+    words = ["Paris", "blue", "sky", "the", "a", "1858", "Saint", "x"]
+    data = [{"paragraphs": [{"context": "", "qas": []}]}]
+    refs, preds, odds = {}, {}, {}
+    for i in range(n):
+        kind = i % 5
+        golds = [] if kind == 0 else ["The"] if kind == 1 else [")", "a"] if kind == 2 else \
+            [" ".join(rng.choices(words, k=rng.randint(1, 3))) for _ in range(rng.randint(1, 3))]
+        qid = f"q{i}"
+        data[0]["paragraphs"][0]["qas"].append({"id": qid, "answers": [{"text": g} for g in golds]})
+        refs[qid] = golds
+        odds[qid] = rng.uniform(-3.0, 3.0)
+        # Our null rule at threshold 0.0: "" exactly when the odds are above it.
+        preds[qid] = "" if odds[qid] > 0.0 else " ".join(rng.choices(words, k=rng.randint(1, 3)))
+    return data, refs, preds, odds
+
+
+KEYS = ("exact", "f1", "total", "HasAns_exact", "HasAns_f1", "HasAns_total", "NoAns_exact", "NoAns_f1", "NoAns_total")
+
+
+def test_v2_has_ans_is_the_official_any_answer_rule():
+    from reference import official_v2_evaluate
+
+    data, refs, preds, odds = v2_dataset(random.Random(3))
+    ours = squad_v2(preds, refs, na_probs=odds, na_prob_thresh=float("inf"))  # what postprocess computes
+    official = official_v2_evaluate(data, preds)  # evaluate-v2.0.py data.json predictions.json
+    assert ours["HasAns_total"] == 240 and ours["NoAns_total"] == 60  # "The" and ")" questions are HasAns
+    for key in KEYS:
+        assert ours[key] == pytest.approx(official[key], abs=1e-9), key
+    with_odds = official_v2_evaluate(data, preds, odds)  # --na-prob-file null_odds.json
+    for key in ("best_exact", "best_exact_thresh", "best_f1", "best_f1_thresh"):
+        assert ours[key] == pytest.approx(with_odds[key], abs=1e-9), key
+
+
+def test_v2_na_prob_thresh_note():
+    """The README's note: with --na-prob-file, the script's exact/f1 equal ours when --na-prob-thresh is at least our
+    threshold (0.0) and no answerable question's answers all normalise to ""; a lower one differs."""
+    from reference import official_v2_evaluate
+
+    data, refs, preds, odds = v2_dataset(random.Random(4))
+    ours = squad_v2(preds, refs, na_probs=odds, na_prob_thresh=float("inf"))
+    normal = [q for q in refs if refs[q] and all(normalize_answer(g) for g in refs[q]) or not refs[q]]
+    sub = {q: refs[q] for q in normal}
+    sub_data = [{"paragraphs": [{"context": "", "qas": [qa for qa in data[0]["paragraphs"][0]["qas"]
+                                                        if qa["id"] in sub]}]}]
+    sub_preds, sub_odds = {q: preds[q] for q in sub}, {q: odds[q] for q in sub}
+    ours_sub = squad_v2(sub_preds, sub, na_probs=sub_odds, na_prob_thresh=float("inf"))
+    for thresh in (0.0, 1.0, 2.5):
+        official = official_v2_evaluate(sub_data, sub_preds, sub_odds, na_prob_thresh=thresh)
+        for key in KEYS:
+            assert ours_sub[key] == pytest.approx(official[key], abs=1e-9), (thresh, key)
+    lower = official_v2_evaluate(sub_data, sub_preds, sub_odds, na_prob_thresh=-1.0)
+    assert lower["exact"] != pytest.approx(ours_sub["exact"])
+    # Answerable questions whose answers all normalise to "" (here "The", ")"/"a"), answered "" with odds above the
+    # script's threshold: the script re-scores them as wrong, the prediction itself matches.
+    official = official_v2_evaluate(data, preds, odds)
+    assert official["HasAns_exact"] < ours["HasAns_exact"]

@@ -1,4 +1,5 @@
-"""Crash-safe training: SIGKILL mid-epoch + resume == uninterrupted run; SIGTERM saves and exits 0; atomic saves."""
+"""Crash-safe training: SIGKILL mid-epoch (or an epoch end) + resume == uninterrupted run; SIGTERM saves and exits 0;
+atomic saves."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def max_weight_diff(a: Path, b: Path) -> float:
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("full")
-    subprocess.run(fit_cmd(tmp, tmp / "cache"), cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=600)
+    # Every epoch's checkpoint is kept (written at the epoch end, like last.ckpt) for the epoch-boundary resume.
+    subprocess.run(fit_cmd(tmp, tmp / "cache", "--checkpoint.save_top_k", "-1"), cwd=ROOT, env=ENV, check=True,
+                   capture_output=True, timeout=600)
     return tmp
 
 
@@ -82,6 +85,18 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(uninterrupted, tmp_pat
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Resuming from" in done.stderr
+    assert max_weight_diff(last_ckpt(uninterrupted), last_ckpt(tmp_path)) < 1e-6
+
+
+@pytest.mark.slow
+def test_resumed_from_an_epoch_end_equals_uninterrupted(uninterrupted, tmp_path):
+    run = uninterrupted / "lightning_logs" / "version_0" / "checkpoints"
+    epoch_end = next(run.glob("epoch0-*.ckpt"))
+    saved = torch.load(epoch_end, map_location="cpu", weights_only=True)
+    assert saved["epoch"] == 0 and saved["SquadDataModule"]["mid_epoch"] is False  # the end of epoch 0
+    done = subprocess.run(fit_cmd(tmp_path, uninterrupted / "cache", "--ckpt_path", epoch_end), cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
     assert max_weight_diff(last_ckpt(uninterrupted), last_ckpt(tmp_path)) < 1e-6
 
 

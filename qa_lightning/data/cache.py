@@ -2,11 +2,15 @@
 
     path = os.path.join(root, f"validation-{fingerprint(src, None, tok, keys)}")
     save_split(path, examples, features, "dev.json: 10570 examples -> 10822 features")
-    examples, features, report = load_split_cache(path)
+    status = ensure_split(path, build)                 # "hit" (verified) or "built" (missing or damaged: rebuilt)
+    examples, features, report = load_split_cache(path, rebuild=build)
 
-A split is a folder ``examples/`` + ``features/`` (``datasets.save_to_disk``) + ``report.txt``, written in a temporary
-folder beside it and renamed into place, so a half-written cache is never visible and two concurrent builders
-(DDP nodes, two runs) are both safe: the first rename wins and the other build is dropped.
+A split is a folder ``examples/`` + ``features/`` (``datasets.save_to_disk``) + ``report.txt`` + ``manifest.json``,
+written in a temporary folder beside it and renamed into place, so a half-written cache is never visible and two
+concurrent builders (DDP nodes, two runs) are both safe: the first rename wins and the other build is dropped.
+The manifest records every file's size and a SHA-256 of each small file and of the first and last MiB of larger
+ones; a cache that does not match it (a truncated or emptied Arrow file, a broken ``state.json``, a missing
+``report.txt`` or ``features/``) is moved aside and rebuilt with a warning, never a traceback.
 """
 
 from __future__ import annotations
@@ -14,14 +18,22 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
-from typing import Any, Optional
+import uuid
+from typing import Any, Callable, Optional
 
 from .sources import is_local
 
-__all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "load_split_cache"]
+__all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "discard_split",
+           "ensure_split", "load_split_cache"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+_EDGE = 1 << 20  # files up to this size are hashed whole; larger ones at both ends (Arrow: schema ... end marker)
 
 # Bump when features.py changes what it produces: old caches are then ignored.
 FEATURES_VERSION = "1"
@@ -77,6 +89,8 @@ def save_split(path: str, examples, features, report: str) -> None:
             features.save_to_disk(os.path.join(tmp, "features"))
         with open(os.path.join(tmp, "report.txt"), "w") as fh:
             fh.write(report + "\n")
+        with open(os.path.join(tmp, MANIFEST), "w") as fh:  # last: it describes everything above
+            json.dump(_scan(tmp), fh, indent=1, sort_keys=True)
         try:
             os.replace(tmp, path)  # atomic: a half-written cache is never visible
         except OSError:
@@ -86,8 +100,93 @@ def save_split(path: str, examples, features, report: str) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def load_split_cache(path: str):
-    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow)."""
+def _digest(path: str, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        if size <= 2 * _EDGE:
+            h.update(fh.read())
+        else:
+            h.update(fh.read(_EDGE))
+            fh.seek(size - _EDGE)
+            h.update(fh.read(_EDGE))
+    return h.hexdigest()
+
+
+def _scan(root: str) -> dict:
+    """{relative path: [size, sha256]} of every file under ``root`` but the manifest."""
+    out = {}
+    for folder, _, files in os.walk(root):
+        for name in files:
+            full = os.path.join(folder, name)
+            rel = os.path.relpath(full, root)
+            if rel != MANIFEST:
+                size = os.path.getsize(full)
+                out[rel] = [size, _digest(full, size)]
+    return out
+
+
+def verify_split(path: str) -> Optional[str]:
+    """None if the cache at ``path`` matches its manifest, else what is wrong (one phrase)."""
+    try:
+        with open(os.path.join(path, MANIFEST)) as fh:
+            manifest = json.load(fh)
+    except FileNotFoundError:
+        return f"no {MANIFEST} (interrupted, or written by an older version)"
+    except (OSError, ValueError) as err:
+        return f"unreadable {MANIFEST} ({type(err).__name__})"
+    for rel, (size, digest) in sorted(manifest.items()):
+        full = os.path.join(path, rel)
+        if not os.path.isfile(full):
+            return f"{rel} is missing"
+        actual = os.path.getsize(full)
+        if actual != size:
+            return f"{rel} has {actual} bytes, {size} were written"
+        if _digest(full, actual) != digest:
+            return f"{rel} does not match its checksum"
+    return None
+
+
+def discard_split(path: str) -> None:
+    """Move a cache folder aside (atomic rename, so no reader sees it half deleted), then delete it."""
+    aside = os.path.join(os.path.dirname(os.path.abspath(path)),
+                         f".{os.path.basename(path)}-discarded-{uuid.uuid4().hex[:8]}")
+    try:
+        os.replace(path, aside)
+    except OSError:  # a concurrent run moved it already
+        return
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def ensure_split(path: str, build: Callable[[str], None]) -> str:
+    """"hit" when a cache matching its manifest is at ``path``; otherwise ``build(path)`` and "built" (a damaged
+    cache is moved aside first, with a warning)."""
+    if os.path.isdir(path):
+        problem = verify_split(path)
+        if problem is None:
+            return "hit"
+        log.warning("feature cache %s is damaged (%s); rebuilding it", path, problem)
+        discard_split(path)  # a concurrent run's fresh copy lost this way is rebuilt by load_split_cache's fallback
+    build(path)
+    return "built"
+
+
+def load_split_cache(path: str, rebuild: Optional[Callable[[str], None]] = None):
+    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow).
+
+    With ``rebuild``, a cache that cannot be read (damaged after it was verified) is rebuilt once, with a warning."""
+    try:
+        return _read(path)
+    except Exception as err:  # noqa: BLE001 -- Arrow, JSON and OS errors from a damaged folder
+        if rebuild is None:
+            raise
+        log.warning("feature cache %s cannot be read (%s: %s); rebuilding it", path, type(err).__name__,
+                    str(err).splitlines()[0][:160] if str(err) else "")
+        discard_split(path)
+        rebuild(path)
+        return _read(path)
+
+
+def _read(path: str):
     import datasets
 
     examples = datasets.load_from_disk(os.path.join(path, "examples"))

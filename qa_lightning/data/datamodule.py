@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from typing import Optional, Union
 
 import lightning as L
@@ -27,9 +26,10 @@ from torch.utils.data import DataLoader, Sampler
 from ..errors import QAInputError
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
+from ..resume import check_same_position, position_identity
 from .batching import QACollator
 from .buckets import padding_cost, parse_bucket_spec, resolve_buckets
-from .cache import fingerprint, load_split_cache, save_split
+from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
 from .features import check_window_args, prepare_train_features, prepare_validation_features
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
 from .sources import ColumnNames, load_split
@@ -201,17 +201,15 @@ class SquadDataModule(L.LightningDataModule):
     def _ensure(self, split: str) -> str:
         path = self._cache_path(split)
         if self.hparams.overwrite_cache and self.cache_status.get(split) != "built" and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        if os.path.isdir(path):
+            discard_split(path)
+        if ensure_split(path, lambda p: self._build(split, p)) == "hit":  # verified against its manifest
             self.cache_status.setdefault(split, "hit")
-        else:
-            self._build(split, path)
         return path
 
     def setup(self, stage: Optional[str] = None) -> None:
         for split in self._splits(stage):
             path = self._ensure(split)  # normally a cache hit: prepare_data built it
-            examples, features, self.reports[split] = load_split_cache(path)
+            examples, features, self.reports[split] = load_split_cache(path, lambda p: self._build(split, p))
             rank_zero_info(f"[{split}] {self.reports[split]}")  # repairs and skips are never silent
             if split == "train":
                 self.train_dataset = features
@@ -270,7 +268,8 @@ class SquadDataModule(L.LightningDataModule):
         return DataLoader(
             ds.select_columns(self._model_columns(ds)), batch_size=batch_size, sampler=sampler,
             collate_fn=self._collator(), num_workers=workers, pin_memory=torch.cuda.is_available(),
-            persistent_workers=workers > 0)
+            # Own generator: a new iterator draws no seed from the global (dropout) RNG -> exact epoch-end resume.
+            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.hparams.seed))
 
     def _lengths(self, ds) -> np.ndarray:
         import pyarrow.compute as pc
@@ -292,12 +291,22 @@ class SquadDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
-        progress = trainer.fit_loop.epoch_loop.batch_progress.current
-        return {"epoch": trainer.current_epoch, "batches_done": progress.processed, "batch_size": self.batch_size,
-                "world_size": trainer.world_size}
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"epoch": trainer.current_epoch, "batches_done": done, "batch_size": self.batch_size,
+                "world_size": trainer.world_size, "mid_epoch": 0 < done < trainer.num_training_batches,
+                **self._identity()}
+
+    def _identity(self) -> dict:
+        return position_identity(os.path.basename(self._cache_path("train")),
+                                 {**self.hparams, "model_name_or_path": self.model_name_or_path})
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None
+        if self._resume and self.trainer is not None and self.trainer.state.fn == "fit":
+            # A mid-epoch position on other batches: QAInputError; at an epoch boundary only a note.
+            note = check_same_position(state, self._identity(), str(getattr(self.trainer, "ckpt_path", "")))
+            if note:
+                rank_zero_info(note)
 
     def _skip(self, epoch: int) -> int:
         """Samples of ``epoch`` consumed before the checkpoint we resumed from (once; 0 otherwise)."""

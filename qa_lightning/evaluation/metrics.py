@@ -135,12 +135,14 @@ def squad_v2(predictions: Mapping[str, str], references: Mapping[str, Sequence[s
 
     Args:
         predictions: ``{id: text}``, "" meaning "no answer".
-        references: ``{id: [gold texts]}``; an empty list (or only empty strings) marks an unanswerable question.
+        references: ``{id: [gold texts]}``; an empty list marks an unanswerable question. As in the official
+            script, a non-empty list is HasAns even when every text normalises to "" (e.g. "The"); such a question
+            is scored against "" (only an empty prediction matches).
         na_probs: ``{id: null score}`` (higher = more likely unanswerable), e.g. our ``null_odds.json``.
         na_prob_thresh: predictions with ``na_probs > thresh`` count as "no answer" (1.0: the script's default).
     """
     na_probs = dict(na_probs) if na_probs is not None else {k: 0.0 for k in references}
-    has_ans = {k: bool([g for g in golds if normalize_answer(g)]) for k, golds in references.items()}
+    has_ans = {k: bool(golds) for k, golds in references.items()}  # the script's bool(qa["answers"])
     raw = {}
     for qid, golds in references.items():
         golds = [g for g in golds if normalize_answer(g)] or [""]
