@@ -44,7 +44,7 @@ def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm = make_dm(cache_dir)
     dm.prepare_data()
     assert dm.cache_status == {"train": "built", "validation": "built"}
-    import qa_lightning.data.datamodule as data_mod
+    import qa_lightning.data.features as data_mod
 
     def boom(*a, **k):
         raise AssertionError("tokenized again")

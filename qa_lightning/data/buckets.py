@@ -16,7 +16,8 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "resolve_buckets", "parse_bucket_spec"]
+__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "resolve_buckets", "parse_bucket_spec",
+           "feature_lengths", "describe_buckets"]
 
 DEFAULT_AUTO_BUCKETS = 4
 
@@ -111,3 +112,17 @@ def resolve_buckets(spec: BucketSpec, lengths: Optional[np.ndarray], max_length:
     if lengths is None or len(lengths) == 0:
         return [_round_up(max_length, max(1, multiple))]
     return auto_buckets(lengths, parsed, max_length, multiple)
+
+
+def feature_lengths(features) -> np.ndarray:
+    """(F,) token count of every feature, read from the Arrow offsets of ``input_ids`` (no Python rows)."""
+    import pyarrow.compute as pc
+
+    return pc.list_value_length(features.data.column("input_ids")).to_numpy()
+
+
+def describe_buckets(buckets: Sequence[int], lengths: np.ndarray) -> str:
+    """One line for the log: the buckets and the padding they add per feature."""
+    added = padding_cost(lengths, buckets) / max(1, len(lengths))
+    return (f"length buckets {list(buckets)}: {added:.1f} padding tokens per feature "
+            f"(features average {lengths.mean():.1f} tokens)")

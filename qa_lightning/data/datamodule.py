@@ -28,9 +28,9 @@ from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
 from ..resume import check_same_position, position_identity
 from .batching import QACollator
-from .buckets import padding_cost, parse_bucket_spec, resolve_buckets
+from .buckets import describe_buckets, feature_lengths, parse_bucket_spec, resolve_buckets
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
-from .features import check_window_args, prepare_train_features, prepare_validation_features
+from .features import check_window_args, tokenize_split
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
 from .sources import ColumnNames, load_split
 
@@ -39,6 +39,24 @@ __all__ = ["SquadDataModule"]
 log = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ("start_positions", "end_positions")
+
+
+def _check_options(max_length: int, stride: int, length_buckets, batch_size: int, files: dict) -> None:
+    """One-line errors for impossible options and missing files, before anything is loaded."""
+    try:
+        check_window_args(max_length, stride)
+    except ValueError as err:
+        raise QAInputError(f"--data.max_length/--data.stride: {err}") from None
+    try:
+        parse_bucket_spec(length_buckets, max_length)
+    except ValueError as err:
+        raise QAInputError(f"--data.length_buckets: {err}") from None
+    if batch_size < 1:
+        raise QAInputError(f"--data.batch_size must be >= 1, got {batch_size}")
+    for name, path in files.items():
+        if path is not None and not os.path.isfile(path):
+            what = "is a directory, expected a data file" if os.path.isdir(path) else "no such file"
+            raise QAInputError(f"--data.{name}: {path}: {what}")
 
 
 class SquadDataModule(L.LightningDataModule):
@@ -109,21 +127,8 @@ class SquadDataModule(L.LightningDataModule):
         id_column: str = "id",
     ):
         super().__init__()
-        try:
-            check_window_args(max_length, stride)
-        except ValueError as err:
-            raise QAInputError(f"--data.max_length/--data.stride: {err}") from None
-        try:
-            parse_bucket_spec(length_buckets, max_length)
-        except ValueError as err:
-            raise QAInputError(f"--data.length_buckets: {err}") from None
-        if batch_size < 1:
-            raise QAInputError(f"--data.batch_size must be >= 1, got {batch_size}")
-        for name, path in (("train_file", train_file), ("validation_file", validation_file),
-                           ("test_file", test_file), ("predict_file", predict_file)):
-            if path is not None and not os.path.isfile(path):
-                what = "is a directory, expected a data file" if os.path.isdir(path) else "no such file"
-                raise QAInputError(f"--data.{name}: {path}: {what}")
+        _check_options(max_length, stride, length_buckets, batch_size, dict(
+            train_file=train_file, validation_file=validation_file, test_file=test_file, predict_file=predict_file))
         self.save_hyperparameters()
         self.model_name_or_path = model_name_or_path
         self.max_length, self.stride = max_length, stride
@@ -171,18 +176,10 @@ class SquadDataModule(L.LightningDataModule):
     # ----------------------------------------------------------------------------------------- building
     def _build(self, split: str, path: str) -> None:
         """Load, validate and tokenize one split, then save examples + features atomically to ``path``."""
-        src = self._source(split)
-        examples, report = load_split(src, split, self.hparams.dataset_config_name, self.cols,
+        examples, report = load_split(self._source(split), split, self.hparams.dataset_config_name, self.cols,
                                       self._max_samples(split))
-        fn = prepare_train_features if split == "train" else prepare_validation_features
-        n_proc = self.hparams.preprocessing_num_workers
-        features = examples.map(
-            fn, batched=True, remove_columns=examples.column_names, num_proc=n_proc if n_proc and n_proc > 1 else None,
-            fn_kwargs=dict(tokenizer=self.tokenizer, max_length=self.max_length, stride=self.stride,
-                           pad_to_max_length=self.hparams.pad_to_max_length),
-            desc=f"Tokenizing {split}", load_from_cache_file=False,
-        )
-        features = features.add_column("feature_index", np.arange(len(features), dtype=np.int64))
+        features = tokenize_split(examples, split, self.tokenizer, self.max_length, self.stride,
+                                  self.hparams.pad_to_max_length, self.hparams.preprocessing_num_workers)
         save_split(path, examples, features, f"{report.summary()} -> {len(features)} features")
         self.cache_status[split] = "built"
         log.info("%s -> %d features (cached at %s)", report.summary(), len(features), path)
@@ -255,12 +252,10 @@ class SquadDataModule(L.LightningDataModule):
             return None
         if self._buckets is None:
             ds = self.train_dataset or self.val_dataset or self.test_dataset or self.predict_dataset
-            lengths = self._lengths(ds) if ds is not None else None
+            lengths = feature_lengths(ds) if ds is not None else None
             self._buckets = resolve_buckets(spec, lengths, self.max_length, self.hparams.pad_to_multiple_of)
             if lengths is not None and len(lengths):
-                added = padding_cost(lengths, self._buckets) / len(lengths)
-                rank_zero_info(f"length buckets {self._buckets}: {added:.1f} padding tokens per feature "
-                               f"(features average {lengths.mean():.1f} tokens)")
+                rank_zero_info(describe_buckets(self._buckets, lengths))
         return self._buckets
 
     def _loader(self, ds, batch_size: int, sampler: Sampler) -> DataLoader:
@@ -271,16 +266,11 @@ class SquadDataModule(L.LightningDataModule):
             # Own generator: a new iterator draws no seed from the global (dropout) RNG -> exact epoch-end resume.
             persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.hparams.seed))
 
-    def _lengths(self, ds) -> np.ndarray:
-        import pyarrow.compute as pc
-
-        return pc.list_value_length(ds.data.column("input_ids")).to_numpy()
-
     def train_dataloader(self) -> DataLoader:
         ds = self.train_dataset
         common = dict(seed=self.hparams.seed, epoch_fn=lambda: self.trainer.current_epoch, skip_fn=self._skip)
         if self.hparams.group_by_length and not self.hparams.pad_to_max_length:
-            sampler = LengthGroupedSampler(self._lengths(ds), self.batch_size, **common)
+            sampler = LengthGroupedSampler(feature_lengths(ds), self.batch_size, **common)
         else:
             sampler = EpochSampler(len(ds), **common)
         return self._loader(ds, self.batch_size, sampler)
@@ -318,7 +308,7 @@ class SquadDataModule(L.LightningDataModule):
 
     def _eval_loader(self, ds) -> DataLoader:
         if self.hparams.sort_eval_by_length and not self.hparams.pad_to_max_length:
-            order = sorted_by_length(self._lengths(ds))
+            order = sorted_by_length(feature_lengths(ds))
         else:
             order = np.arange(len(ds))
         return self._loader(ds, self.eval_batch_size, OrderSampler(order))

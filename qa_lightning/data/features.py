@@ -18,7 +18,7 @@ describes; the CLS index is read from each feature rather than assumed to be 0.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -27,6 +27,7 @@ __all__ = [
     "prepare_validation_features",
     "check_window_args",
     "label_window",
+    "tokenize_split",
 ]
 
 
@@ -186,3 +187,15 @@ def prepare_validation_features(examples: dict, tokenizer: Any, max_length: int 
         for i, offsets in enumerate(offset_mapping)
     ]
     return out
+
+
+def tokenize_split(examples, split: str, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool = False,
+                   num_proc: Optional[int] = None):
+    """A split's examples (``datasets.Dataset``) -> its features through ``Dataset.map(batched=True)``, each with its
+    ``feature_index`` (the position the evaluation gather restores)."""
+    fn = prepare_train_features if split == "train" else prepare_validation_features
+    features = examples.map(
+        fn, batched=True, remove_columns=examples.column_names, num_proc=num_proc if num_proc and num_proc > 1 else None,
+        fn_kwargs=dict(tokenizer=tokenizer, max_length=max_length, stride=stride, pad_to_max_length=pad_to_max_length),
+        desc=f"Tokenizing {split}", load_from_cache_file=False)
+    return features.add_column("feature_index", np.arange(len(features), dtype=np.int64))
