@@ -12,12 +12,13 @@ tokenizer pads on the left, and then by exactly the padding added.
 from __future__ import annotations
 
 import math
+import os
 from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["QACollator"]
+__all__ = ["QACollator", "default_num_workers"]
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
@@ -80,3 +81,11 @@ class QACollator:
                     batch[key] = batch[key] + shift
             batch["pad_left"] = shift
         return batch
+
+
+def default_num_workers(requested: int | None) -> int:
+    """Loader worker processes: as requested, else 4 on GPU machines (capped by the CPU count), 0 on CPU-only ones
+    (there the main process collates faster than it can hand batches over to workers)."""
+    if requested is not None:
+        return requested
+    return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0

@@ -17,7 +17,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 __all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "resolve_buckets", "parse_bucket_spec",
-           "feature_lengths", "describe_buckets"]
+           "feature_lengths", "buckets_for"]
 
 DEFAULT_AUTO_BUCKETS = 4
 
@@ -121,8 +121,13 @@ def feature_lengths(features) -> np.ndarray:
     return pc.list_value_length(features.data.column("input_ids")).to_numpy()
 
 
-def describe_buckets(buckets: Sequence[int], lengths: np.ndarray) -> str:
-    """One line for the log: the buckets and the padding they add per feature."""
-    added = padding_cost(lengths, buckets) / max(1, len(lengths))
-    return (f"length buckets {list(buckets)}: {added:.1f} padding tokens per feature "
-            f"(features average {lengths.mean():.1f} tokens)")
+def buckets_for(spec: BucketSpec, features, max_length: int, multiple: int = 8) -> tuple[list[int], str]:
+    """Resolve ``spec`` against the lengths of ``features`` (a ``datasets.Dataset`` or None); returns the buckets
+    and one line for the log: the padding they add per feature."""
+    lengths = feature_lengths(features) if features is not None else None
+    buckets = resolve_buckets(spec, lengths, max_length, multiple)
+    if lengths is None or not len(lengths):
+        return buckets, f"length buckets {list(buckets)}"
+    added = padding_cost(lengths, buckets) / len(lengths)
+    return buckets, (f"length buckets {list(buckets)}: {added:.1f} padding tokens per feature "
+                     f"(features average {lengths.mean():.1f} tokens)")

@@ -27,8 +27,8 @@ from ..errors import QAInputError
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
 from ..resume import check_same_position, position_identity
-from .batching import QACollator
-from .buckets import describe_buckets, feature_lengths, parse_bucket_spec, resolve_buckets
+from .batching import QACollator, default_num_workers
+from .buckets import buckets_for, feature_lengths, parse_bucket_spec
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
 from .features import check_window_args, tokenize_split
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
@@ -228,11 +228,6 @@ class SquadDataModule(L.LightningDataModule):
         return self._eval_sets[split]
 
     # ---------------------------------------------------------------------------------------- loaders
-    def _num_workers(self) -> int:
-        if self.hparams.num_workers is not None:
-            return self.hparams.num_workers
-        return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
-
     def _model_columns(self, ds) -> list[str]:
         inputs = [c for c in self.tokenizer.model_input_names if c in ds.column_names]
         return inputs + [c for c in (*LABEL_COLUMNS, "feature_index") if c in ds.column_names]
@@ -252,14 +247,12 @@ class SquadDataModule(L.LightningDataModule):
             return None
         if self._buckets is None:
             ds = self.train_dataset or self.val_dataset or self.test_dataset or self.predict_dataset
-            lengths = feature_lengths(ds) if ds is not None else None
-            self._buckets = resolve_buckets(spec, lengths, self.max_length, self.hparams.pad_to_multiple_of)
-            if lengths is not None and len(lengths):
-                rank_zero_info(describe_buckets(self._buckets, lengths))
+            self._buckets, note = buckets_for(spec, ds, self.max_length, self.hparams.pad_to_multiple_of)
+            rank_zero_info(note)
         return self._buckets
 
     def _loader(self, ds, batch_size: int, sampler: Sampler) -> DataLoader:
-        workers = self._num_workers()
+        workers = default_num_workers(self.hparams.num_workers)
         return DataLoader(
             ds.select_columns(self._model_columns(ds)), batch_size=batch_size, sampler=sampler,
             collate_fn=self._collator(), num_workers=workers, pin_memory=torch.cuda.is_available(),
