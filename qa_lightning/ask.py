@@ -135,8 +135,11 @@ def run(argv: list[str]) -> None:
         raise QAInputError("no --question and nothing on stdin: pass --question and --context, or pipe JSON lines")
     else:
         records = read_jsonl(sys.stdin)
+    from transformers.utils import logging as hf_logging
+
     from .infer import QAModel
 
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars around the answer
     overrides = {key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag) is not None}
     qa = QAModel.from_pretrained(args.model, device=args.device, **overrides)
     answers = qa.answer_many(records, top_k=args.top_k)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .data.batching import QACollator
-from .data.features import prepare_validation_features
+from .data.features import check_window_args, prepare_validation_features
 from .data.samplers import sorted_by_length
 from .errors import QAInputError
 from .evaluation.decoding import apply_null_rule, decode_nbest, null_scores
@@ -126,6 +126,12 @@ class QAModel:
         if unknown:
             raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
         self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
+        try:
+            check_window_args(int(self.settings["max_length"]), int(self.settings["stride"]))
+        except ValueError as err:
+            raise QAInputError(f"max_length/stride: {err}") from None
+        if min(self.settings["batch_size"], self.settings["n_best"], self.settings["max_answer_length"]) < 1:
+            raise QAInputError("batch_size, n_best and max_answer_length must be >= 1")
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer

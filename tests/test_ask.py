@@ -50,6 +50,21 @@ def test_one_question_prints_answer_score_and_position(tiny_export, tmp_path):
     assert proc.stdout.startswith(f"answer: {found[0][1]}\n") and f"characters {found[0][3]}-" in proc.stdout
 
 
+def test_recorded_settings_can_be_overridden(tiny_export, tmp_path, capsys):
+    ask_main(["--model", tiny_export, "--question", DEV["question"][0], "--context", DEV["context"][0],
+              "--top-k", "3", "--n-best", "1"])
+    assert re.findall(r"^(\d)\. ", capsys.readouterr().out, re.M) == ["1"]  # one start x one end: one span
+    v2 = save_hf_directory(build_model(str(TINY_BERT), pretrained=False).eval(), load_tokenizer(str(TINY_BERT)),
+                           str(tmp_path / "v2"), run_metadata({"model_name_or_path": str(TINY_BERT)},
+                                                              {"max_length": 128, "stride": 32,
+                                                               "version_2_with_negative": True}))
+    base = ["--model", v2, "--question", DEV["question"][0], "--context", DEV["context"][0]]
+    ask_main([*base, "--null-threshold=-1e9"])
+    assert capsys.readouterr().out.startswith("answer: (no answer: the null score beats the best span by")
+    ask_main([*base, "--null-threshold", "1e9"])
+    assert "characters" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, stdin, message", [
     ([], None, "error: --model is required"),
     (["--model", "MISSING", "--question", "Who?", "--context", "Bob."], None, "no such model folder or checkpoint"),
@@ -60,6 +75,12 @@ def test_one_question_prints_answer_score_and_position(tiny_export, tmp_path):
     (["--model", "EXPORT", "--question", "Who?", "--context-file", "nope.txt"], None, "nope.txt: no such file"),
     (["--model", "EXPORT", "--context", "Bob."], None, "--context needs --question"),
     (["--model", "EXPORT", "--top-k", "zero"], None, "argument --top-k: invalid int value"),
+    (["--model", "EXPORT", "--question", "Who?", "--context", "Bob.", "--batch-size", "0"], None,
+     "batch_size, n_best and max_answer_length must be >= 1"),
+    (["--model", "EXPORT", "--question", "Who?", "--context", "Bob.", "--max-length", "4"], None,
+     "max_length=4 is too small"),
+    (["--model", "EXPORT", "--question", "Who?", "--context", "Bob.", "--stride", "128"], None,
+     "stride=128 must be >= 0 and smaller than max_length=128"),
     (["--model", "EXPORT"], '{"question": "Who?", "context": "Bob."}\n{"question": "Who?", "context": \n',
      "stdin line 2: malformed JSON"),
     (["--model", "EXPORT"], '{"question": "Who?", "context": "Bob."}\n\n{"question": "Who?"}\n',

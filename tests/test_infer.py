@@ -35,6 +35,8 @@ def test_recorded_settings_are_the_defaults_and_can_be_overridden(tiny_export):
     assert qa.settings["max_length"] == 128 and qa.settings["stride"] == 32
     assert qa.settings["batch_size"] == 16  # the evaluation batch: 4 x the training batch
     assert qa.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert qa.bf16 == (torch.cuda.is_available() and torch.cuda.is_bf16_supported())  # autocast on GPUs only
+    assert QAModel.from_pretrained(tiny_export, device="cpu").device.type == "cpu"
     assert QAModel.from_pretrained(tiny_export, max_length=64, stride=16).settings["max_length"] == 64
     with pytest.raises(QAInputError, match="unknown setting"):
         QAModel.from_pretrained(tiny_export, max_lenght=64)
