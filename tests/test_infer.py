@@ -126,7 +126,8 @@ def test_v2_model_answers_like_predict_v2(predicted, tmp_path):
     ckpt["datamodule_hyper_parameters"]["version_2_with_negative"] = True
     v2_ckpt = tmp_path / "v2.ckpt"
     torch.save(ckpt, v2_ckpt)
-    run_cli("predict", *debug_args(tmp_path, "--ckpt_path", v2_ckpt, "--data.predict_file", predicted["questions"]))
+    run_cli("predict", *debug_args(tmp_path, "--ckpt_path", v2_ckpt, "--data.predict_file", predicted["questions"],
+                                   "--data.version_2_with_negative", "true"))
     out = versions(tmp_path)[-1] / "predict"
     preds = json.loads((out / "predictions.json").read_text())
     odds = json.loads((out / "null_odds.json").read_text())
