@@ -130,3 +130,22 @@ def test_jsonl_answers_are_exactly_predicts(predicted, tmp_path):
     for row, rec in zip(rows, predicted["records"]):
         assert set(row) == {"id", "answer", "start", "end", "score"}
         assert rec["context"][row["start"]:row["end"]] == row["answer"]
+
+
+def test_demo_prints_an_ask_command_that_runs_as_printed(tiny_export, tmp_path, monkeypatch, capsys):
+    import shlex
+
+    from qa_lightning.demo import ask_example, run_ask_example
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "predictions.json").write_text(json.dumps({DEV["id"][1]: DEV["answers"][1]["text"][0]}))
+    monkeypatch.chdir(tmp_path)
+    cmd, gold = ask_example(str(run), tiny_export, str(TINY_DEV))
+    assert gold == DEV["answers"][1]["text"] and "--context-file" in cmd  # the question our predictions got right
+    assert len((run / "heldout.jsonl").read_text().splitlines()) == 40  # every held-out question, ask's format
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    run_ask_example(cmd, gold)
+    printed = capsys.readouterr().out.splitlines()
+    # The printed line, split as a shell would, is the command that ran; it answered.
+    assert shlex.split(printed[1]) == cmd and printed[2].strip().startswith("answer: ")
