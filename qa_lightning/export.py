@@ -82,7 +82,9 @@ def framework_versions() -> dict:
 
 def run_metadata(module_hp: dict, data_hp: dict, run: Optional[dict] = None, **extra) -> dict:
     """Everything ``qa_lightning.json`` records: the settings (top level), hyper-parameters, metrics, run info."""
-    module_hp, data_hp = _plain(dict(module_hp or {})), _plain(dict(data_hp or {}))
+    # LightningCLI's private keys (_instantiator, _class_path) are not hyper-parameters
+    module_hp, data_hp = ({k: v for k, v in _plain(dict(hp or {})).items() if not k.startswith("_")}
+                          for hp in (module_hp, data_hp))
     meta = {**inference_settings(module_hp, data_hp), "base_model": module_hp.get("model_name_or_path"),
             "hyper_parameters": module_hp, "data": data_hp, "versions": framework_versions(), **_plain(run or {})}
     meta.update({k: _plain(v) for k, v in extra.items() if v is not None})

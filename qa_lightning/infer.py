@@ -16,7 +16,6 @@ export folder does not import Lightning.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -57,9 +56,6 @@ class Answer:
     no_answer: Optional[bool] = None
     null_odds: Optional[float] = None
     threshold: Optional[float] = None
-
-    def to_dict(self) -> dict:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None or k in ("start", "end")}
 
 
 def _is_qa_config(path: str) -> tuple[bool, list]:
