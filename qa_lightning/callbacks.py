@@ -1,4 +1,4 @@
-"""Callbacks the CLI always adds: export for ``pipeline`` and hub push, learning curves, crash safety.
+"""Callbacks the CLI always adds: export (with model card) and hub push, learning curves, crash safety.
 
     python -m qa_lightning fit --export.hub_model_id me/bert-squad     # background upload at each validation end
     python -m qa_lightning fit --export.dirpath my_model               # where the best model is exported
@@ -13,8 +13,10 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import platform
 import shutil
 import sys
+import time
 import warnings
 from typing import Any, Callable, Optional
 
@@ -24,7 +26,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .export import export_checkpoint, save_hf_directory
+from .export import RUN_KEY, export_checkpoint, run_metadata, save_hf_directory
 from .plots import plot_learning_curves
 
 __all__ = ["ExportCallback", "LearningCurves", "HubPusher", "CrashSafety", "AtomicCheckpointIO"]
@@ -80,8 +82,24 @@ def _hf_api():
     return HfApi()
 
 
+def hardware(trainer: L.Trainer) -> str:
+    """What the run trained on, for the model card: GPU name x count, or the CPU and its core count."""
+    if trainer.strategy.root_device.type == "cuda":
+        return f"{trainer.world_size} x {torch.cuda.get_device_name(trainer.strategy.root_device)}"
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"CPU ({name}, {os.cpu_count()} cores), {trainer.world_size} process(es)"
+
+
 class ExportCallback(Callback):
-    """Exports the best checkpoint as a HF directory at the end of ``fit``; optionally pushes to the hub.
+    """Exports the best checkpoint as a HF directory (with ``qa_lightning.json`` and a model card) at the end of
+    ``fit``; optionally pushes to the hub. Every checkpoint carries what the card needs (``qa_lightning_run``: the
+    latest validation metrics and their step, data sizes, training time, hardware), so an export made later from
+    any checkpoint describes the weights it holds.
 
     Args:
         dirpath: export directory (None: ``<log dir>/export``).
@@ -98,13 +116,50 @@ class ExportCallback(Callback):
         self.client_factory = client_factory
         self.pusher: Optional[HubPusher] = None
         self.exported: Optional[str] = None
+        self._t0 = time.monotonic()
+        self._prior_seconds = 0.0  # training time of the sessions before a resume
+        self._eval_at: Optional[tuple[int, int]] = None  # (step, epoch) of the latest fit validation
 
     def _dir(self, trainer: L.Trainer) -> str:
         return self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "export")
 
+    def _seconds(self) -> float:
+        return self._prior_seconds + time.monotonic() - self._t0
+
+    def _run_info(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        """The facts about this run that the model card reports (stored in every checkpoint)."""
+        info = {"train_seconds": round(self._seconds(), 1), "hardware": hardware(trainer),
+                "precision": str(trainer.precision), "devices": trainer.world_size, "max_epochs": trainer.max_epochs,
+                "max_steps": trainer.max_steps if trainer.max_steps != -1 else None,
+                "accumulate_grad_batches": trainer.accumulate_grad_batches, "hub_model_id": self.hub_model_id,
+                "data_sizes": dict(getattr(trainer.datamodule, "reports", None) or {})}
+        latest = getattr(pl_module, "last_eval", {}).get("validation")
+        if latest and latest.get("metrics") and self._eval_at is not None:
+            info["metrics"] = {"split": "validation", "step": self._eval_at[0], "epoch": self._eval_at[1],
+                               "examples": len(latest.get("predictions") or {}), **latest["metrics"]}
+        return info
+
+    def _metadata(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        dm = trainer.datamodule
+        return run_metadata(pl_module.hparams, getattr(dm, "hparams", {}), self._run_info(trainer, pl_module),
+                            epoch=trainer.current_epoch, global_step=trainer.global_step)
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.hub_model_id and trainer.is_global_zero and self.pusher is None:
             self.pusher = HubPusher(self.hub_model_id, self.hub_private, self.client_factory)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._t0 = time.monotonic()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint[RUN_KEY] = self._run_info(trainer, pl_module)
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        self._prior_seconds = float((checkpoint.get(RUN_KEY) or {}).get("train_seconds") or 0.0)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self._eval_at = (trainer.global_step, trainer.current_epoch)
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.hub_model_id or trainer.sanity_checking or trainer.state.fn != "fit":
@@ -114,8 +169,7 @@ class ExportCallback(Callback):
             return
         # Snapshot the current weights (fast, local), upload in the background, delete the snapshot after.
         snap = f"{base}-step{trainer.global_step}"
-        save_hf_directory(pl_module.model, trainer.datamodule.tokenizer, snap,
-                          {"epoch": trainer.current_epoch, "global_step": trainer.global_step})
+        save_hf_directory(pl_module.model, trainer.datamodule.tokenizer, snap, self._metadata(trainer, pl_module))
         self.pusher.push(snap, f"epoch {trainer.current_epoch}, step {trainer.global_step}", cleanup=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -127,11 +181,12 @@ class ExportCallback(Callback):
             if isinstance(cb, ModelCheckpoint) and cb.best_model_path and os.path.isfile(cb.best_model_path):
                 best = cb.best_model_path
                 break
-        if best:
-            self.exported = export_checkpoint(best, out)
+        if best:  # the checkpoint's own metrics; the training time is the whole run's
+            self.exported = export_checkpoint(best, out, run={"train_seconds": round(self._seconds(), 1),
+                                                              "hub_model_id": self.hub_model_id})
         else:  # no validation ran: export the final weights
             self.exported = save_hf_directory(pl_module.model, trainer.datamodule.tokenizer, out,
-                                              {"global_step": trainer.global_step})
+                                              self._metadata(trainer, pl_module))
         print(f"Exported {'best checkpoint ' + os.path.basename(best) if best else 'final model'} to {out}")
         if self.pusher is not None:
             self.pusher.push(out, "end of training")
@@ -139,7 +194,8 @@ class ExportCallback(Callback):
 
 
 class LearningCurves(Callback):
-    """Writes ``learning_curves.png`` (train loss, validation EM/F1 per epoch) beside the CSV logs after ``fit``.
+    """Writes ``learning_curves.png`` (train loss and validation EM/F1 against optimizer steps) beside the CSV
+    logs after ``fit``.
 
     Args:
         enabled: set False to skip the plot.

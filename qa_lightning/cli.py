@@ -124,6 +124,11 @@ def _parser_kwargs() -> dict:
 
 def main(args: list[str] | None = None) -> QACLI:
     """Run the CLI and return it; user errors become one line on stderr and exit status 2."""
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["ask"]:  # answering questions needs no Lightning CLI (qa_lightning/ask.py)
+        from .ask import main as ask_main
+
+        return ask_main(argv[1:])
     env_defaults()
     try:
         return QACLI(QAModule, SquadDataModule, trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=42,

@@ -4,9 +4,12 @@
     python -m qa_lightning.demo [--config configs/demo.yaml] [--no-pipeline-check] [extra CLI args...]
     python -m qa_lightning.demo --compare RUN_DIR   # only the pipeline comparison, for an earlier run
 
-Runs ``python -m qa_lightning fit --config configs/demo.yaml`` in-process, then prints the held-out EM/F1, where the
-exported Hugging Face model is, and how often ``transformers.pipeline("question-answering")`` on that export gives
-the same answer as our decoding (same windows, ``max_answer_len=30``).
+Runs ``python -m qa_lightning fit --config configs/demo.yaml`` in-process (validating every quarter epoch, so
+``learning_curves.png`` shows EM/F1 rising over the optimizer steps), then prints the held-out EM/F1, where the
+exported Hugging Face model is, how often ``transformers.pipeline("question-answering")`` on that export gives the
+same answer as our decoding (transformers < 5.3 only), and finally prints and runs a ``qa_lightning ask`` command on
+one held-out question. The held-out questions are also written as ``heldout.jsonl`` (``ask``'s input format) in the
+run folder.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import subprocess
 import sys
 import time
 
-__all__ = ["pipeline_agreement", "main"]
+__all__ = ["pipeline_agreement", "ask_example", "main"]
 
 
 def pipeline_agreement(export_dir: str, examples, predictions: dict, max_length: int, stride: int,
@@ -73,6 +78,42 @@ def compare_run(run_dir: str) -> None:
         json.dump({"agreement": frac, "questions": n, "disagreements": diffs}, fh, indent=2, ensure_ascii=False)
 
 
+def _shell_path(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it (what the user would type)."""
+    rel = os.path.relpath(os.path.abspath(path))
+    return rel if not rel.startswith("..") else os.path.abspath(path)
+
+
+def ask_example(run_dir: str, export: str, validation_file: str) -> tuple[list[str], list[str]]:
+    """Write the held-out questions as ``heldout.jsonl`` and one context file; return the ``ask`` command (argv)
+    for the first held-out question our predictions answer exactly (the first question if none) and its gold
+    answers."""
+    from .data.sources import load_split
+
+    examples, _ = load_split(validation_file, "validation")
+    preds = json.load(open(os.path.join(run_dir, "predictions.json")))
+    with open(os.path.join(run_dir, "heldout.jsonl"), "w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps({"id": ex["id"], "question": ex["question"], "context": ex["context"]},
+                                ensure_ascii=False) + "\n")
+    pick = next((ex for ex in examples if preds.get(ex["id"]) in ex["answers"]["text"]), examples[0])
+    ctx_file = os.path.join(run_dir, "ask_example_context.txt")
+    with open(ctx_file, "w", encoding="utf-8") as fh:
+        fh.write(pick["context"])
+    return [_shell_path(sys.executable), "-m", "qa_lightning", "ask", "--model", _shell_path(export),
+            "--question", pick["question"], "--context-file", _shell_path(ctx_file)], pick["answers"]["text"]
+
+
+def run_ask_example(cmd: list[str], gold: list[str]) -> None:
+    """Print the command as a user would type it, run it, print what it printed (and the gold answers)."""
+    print("Ask it a held-out question (the command runs as printed, from this directory):")
+    print("  " + " ".join(shlex.quote(c) for c in cmd))
+    proc = subprocess.run(cmd, capture_output=True, text=True)  # the user's environment, nothing added
+    out = proc.stdout.strip() or proc.stderr.strip().splitlines()[-1:]
+    print("\n".join("  " + line for line in (out.splitlines() if isinstance(out, str) else out)))
+    print(f"  (gold answers: {' | '.join(dict.fromkeys(gold))})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m qa_lightning.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
@@ -105,7 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"Exported model:  {export}")
     if export and not args.no_pipeline_check:
         compare_run(run_dir)
-    print(f"Use it:  pipeline('question-answering', model='{export}')")
+    if export and trainer.datamodule.hparams.validation_file:
+        print(f"From Python:     from qa_lightning.infer import QAModel; "
+              f"QAModel.from_pretrained({_shell_path(export)!r}).answer(question, context)")
+        cmd, gold = ask_example(run_dir, export, trainer.datamodule.hparams.validation_file)
+        run_ask_example(cmd, gold)
     print("=" * 78)
 
 

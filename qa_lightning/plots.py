@@ -1,4 +1,4 @@
-"""Learning curves from Lightning's CSV log: train loss and validation EM/F1 per epoch, as a PNG.
+"""Learning curves from Lightning's CSV log: train loss and validation EM/F1 against optimizer steps, as a PNG.
 
     python -m qa_lightning.plots lightning_logs/version_0/metrics.csv   # writes learning_curves.png beside it
 
@@ -11,11 +11,17 @@ import csv
 import os
 import sys
 
-__all__ = ["plot_learning_curves"]
+__all__ = ["plot_learning_curves", "validation_points"]
 
 
 def _floats(rows, key):
     return [(float(r["step"]), float(r[key]), r.get("epoch")) for r in rows if r.get(key) not in (None, "")]
+
+
+def validation_points(rows: list[dict], key: str) -> list[tuple[float, float]]:
+    """(optimizer step, value) of every validation that logged ``key``: several per epoch with
+    ``--trainer.val_check_interval`` below 1, so the curve shows learning within an epoch."""
+    return [(s, v) for s, v, _ in _floats(rows, key)]
 
 
 def plot_learning_curves(csv_path: str, png_path: str) -> str:
@@ -43,16 +49,18 @@ def plot_learning_curves(csv_path: str, png_path: str) -> str:
     if step_loss or epoch_loss:
         ax_loss.legend()
     for key, label, color in (("val/exact_match", "exact match", "tab:orange"), ("val/f1", "F1", "tab:green")):
-        pts = _floats(rows, key)
+        pts = validation_points(rows, key)
         if pts:
-            epochs = [int(float(e)) + 1 if e not in (None, "") else i + 1 for i, (_, _, e) in enumerate(pts)]
-            ax_val.plot(epochs, [v for _, v, _ in pts], "o-", color=color, label=label)
-            ax_val.annotate(f"{pts[-1][1]:.1f}", (epochs[-1], pts[-1][1]), textcoords="offset points",
-                            xytext=(4, 4), color=color)
-    from matplotlib.ticker import MaxNLocator
-
-    ax_val.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_val.set_xlabel("epoch")
+            ax_val.plot([s for s, _ in pts], [v for _, v in pts], "o-", color=color, label=label)
+            ax_val.annotate(f"{pts[-1][1]:.1f}", pts[-1], textcoords="offset points", xytext=(4, 4), color=color)
+    if any(r.get("epoch") not in (None, "") for r in rows):  # epoch boundaries, when more than one epoch ran
+        ends = {}
+        for r in rows:
+            if r.get("epoch") not in (None, "") and r.get("step") not in (None, ""):
+                ends[int(float(r["epoch"]))] = max(ends.get(int(float(r["epoch"])), 0.0), float(r["step"]))
+        for epoch in sorted(ends)[:-1]:
+            ax_val.axvline(ends[epoch], color="grey", lw=0.8, ls=":")
+    ax_val.set_xlabel("optimizer step")
     ax_val.set_ylabel("score (%)")
     ax_val.set_title("Validation (SQuAD)")
     ax_val.grid(alpha=0.3)

@@ -83,3 +83,34 @@ def debug_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("debug_fit")
     run_cli("fit", *debug_args(tmp))
     return tmp, versions(tmp)[-1]
+
+
+# ------------------------------------------------------------------------------ asking a trained model
+def write_questions(path: Path, n_train: int = 20) -> list[dict]:
+    """The 40 tiny dev questions and ``n_train`` training questions as JSON lines (id, question, context): the
+    input of ``ask`` and a ``predict_file``."""
+    records = []
+    for source, limit in ((TINY_DEV, None), (TINY_TRAIN, n_train)):
+        rows = squad_examples(source)
+        for qid, q, c in list(zip(rows["id"], rows["question"], rows["context"]))[:limit]:
+            records.append({"id": qid, "question": q, "context": c})
+    with open(path, "w", encoding="utf-8") as fh:
+        for rec in records:
+            fh.write(json.dumps(rec) + "\n")
+    return records
+
+
+@pytest.fixture(scope="session")
+def predicted(debug_run, tmp_path_factory):
+    """``predict`` with the checkpoint the debug run exported, on 60 questions: a dict with ``questions`` (the
+    JSONL path), ``records``, ``predictions`` (predict's), ``export`` (folder) and ``ckpt``."""
+    tmp = tmp_path_factory.mktemp("predict_slice")
+    _, run = debug_run
+    export = run / "export"
+    ckpt = json.loads((export / "qa_lightning.json").read_text())["source_checkpoint"]
+    questions = tmp / "questions.jsonl"
+    records = write_questions(questions)
+    run_cli("predict", *debug_args(tmp, "--ckpt_path", ckpt, "--data.predict_file", questions))
+    preds = json.loads((versions(tmp)[-1] / "predict" / "predictions.json").read_text())
+    return {"questions": questions, "records": records, "predictions": preds, "export": export, "ckpt": ckpt,
+            "tmp": tmp}

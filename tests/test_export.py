@@ -70,6 +70,7 @@ def test_hub_push_runs_in_background_while_training_goes_on(tmp_path):
         assert fut.result(timeout=30) == "ok"
     assert hub.repos == [("me/tiny-squad", True)]
     assert all("config.json" in files and "model.safetensors" in files for _, files, _ in hub.uploads)
+    assert all("README.md" in files and "qa_lightning.json" in files for _, files, _ in hub.uploads)  # the card too
     assert all(name.startswith("hub-push") for name in hub.threads)
     assert not any(p.name.startswith("export-step") for p in (tmp_path / "lightning_logs" / "version_0").iterdir())
 

@@ -141,11 +141,12 @@ def null_scores(start_logits: np.ndarray, end_logits: np.ndarray, cls_index: np.
 
 def decode_nbest(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.ndarray,
                  feature_to_example: Sequence[int], contexts: Sequence[str], n_best: int = 20,
-                 max_answer_length: int = 30) -> list[list[dict]]:
+                 max_answer_length: int = 30, with_offsets: bool = False) -> list[list[dict]]:
     """The ``n_best`` best valid spans per example, best first, each with text, logits and probability.
 
     Probabilities are a softmax over the kept spans' scores (as HF's ``postprocess_qa_predictions``). Ordering is
-    stable, so element 0 is the answer :func:`decode_answers` returns.
+    stable, so element 0 is the answer :func:`decode_answers` returns. ``with_offsets`` adds each span's character
+    ``start``/``end`` in its context (the inference API reports them; the prediction files stay as they are).
     """
     f2e = np.asarray(feature_to_example, dtype=np.int64)
     start_logits, end_logits = _floats(start_logits), _floats(end_logits)
@@ -168,7 +169,10 @@ def decode_nbest(start_logits: np.ndarray, end_logits: np.ndarray, offsets: np.n
     s_char, e_char = offsets[feats, s_tok, 0], offsets[feats, e_tok, 1]
     s_log, e_log = start_logits[feats, s_tok], end_logits[feats, e_tok]
     for f_ex, a, b, sl, el in zip(ex.tolist(), s_char.tolist(), e_char.tolist(), s_log.tolist(), e_log.tolist()):
-        out[f_ex].append({"text": contexts[f_ex][a:b], "start_logit": sl, "end_logit": el, "score": sl + el})
+        span = {"text": contexts[f_ex][a:b], "start_logit": sl, "end_logit": el, "score": sl + el}
+        if with_offsets:
+            span["start"], span["end"] = a, b
+        out[f_ex].append(span)
     for spans in out:
         if not spans:
             continue

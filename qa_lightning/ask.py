@@ -1,0 +1,164 @@
+"""``python -m qa_lightning ask``: answer questions with a trained model from the command line.
+
+    python -m qa_lightning ask --model runs/demo/lightning_logs/version_0/export \\
+        --question "Who wrote it?" --context "..."              # or --context-file FILE; --top-k 3
+    python -m qa_lightning ask --model DIR < questions.jsonl > answers.jsonl
+
+One question prints the answer, its score and its character position in the context. Without ``--question`` it
+reads JSON lines ``{"id", "question", "context"}`` from stdin and writes ``{"id", "answer", "start", "end",
+"score"}`` lines to stdout, in order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models).
+``--model`` is an export folder (``<run folder>/export``) or a ``.ckpt`` of ``fit``; the windowing and decoding
+settings default to the ones the model was trained and evaluated with. Mistakes end with one ``error:`` line and
+exit status 2. The work is done by :class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional
+
+from .errors import QAInputError
+
+__all__ = ["main", "read_jsonl"]
+
+# Command line flag -> QAModel setting (None: keep the recorded one).
+_OVERRIDES = {"max_length": "max_length", "stride": "stride", "n_best": "n_best",
+              "max_answer_length": "max_answer_length", "null_threshold": "null_score_diff_threshold",
+              "batch_size": "batch_size"}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage block
+        raise QAInputError(f"{message} (see `python -m qa_lightning ask --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:6]))
+    p.add_argument("--model", help="export folder of a run (<run folder>/export) or a .ckpt written by fit")
+    p.add_argument("--question", help="the question (without it: JSON lines on stdin)")
+    p.add_argument("--context", help="the text to find the answer in")
+    p.add_argument("--context-file", help="read the context from this UTF-8 text file")
+    p.add_argument("--top-k", type=int, default=1, help="how many answers, best first (default 1)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    for flag in ("max_length", "stride", "n_best", "max_answer_length", "batch_size"):
+        p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None,
+                       help="override the recorded setting")
+    p.add_argument("--null-threshold", dest="null_threshold", type=float, default=None,
+                   help="SQuAD v2: null score difference threshold (default: the recorded one)")
+    return p
+
+
+def read_jsonl(lines, source: str = "stdin") -> list[dict]:
+    """Parse JSON lines into records; a bad line is a :class:`QAInputError` naming its number."""
+    records = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
+        if not isinstance(rec, dict):
+            raise QAInputError(f"{source} line {n}: expected an object {{\"id\", \"question\", \"context\"}}, "
+                               f"got {type(rec).__name__}")
+        for key in ("question", "context"):
+            value = rec.get(key)
+            if not isinstance(value, str) or not value.strip():
+                what = "missing" if value is None else "empty or not text"
+                raise QAInputError(f"{source} line {n}: '{key}' is {what}")
+        rec.setdefault("id", n)
+        records.append(rec)
+    if not records:
+        raise QAInputError(f"{source}: no questions (expected one JSON object per line with 'question' and 'context')")
+    return records
+
+
+def _context(args) -> str:
+    if args.context is not None and args.context_file:
+        raise QAInputError("give --context or --context-file, not both")
+    if args.context_file:
+        if not os.path.isfile(args.context_file):
+            raise QAInputError(f"--context-file {args.context_file}: no such file")
+        with open(args.context_file, encoding="utf-8") as fh:
+            return fh.read()
+    if args.context is None:
+        raise QAInputError("--question needs --context TEXT or --context-file FILE")
+    return args.context
+
+
+def _show(answers, top_k: int) -> str:
+    lines = []
+    for rank, a in enumerate(answers if isinstance(answers, list) else [answers], 1):
+        if a.no_answer:
+            text = f"(no answer: the null score beats the best span by {a.null_odds:.2f} > threshold {a.threshold:g})"
+            where = ""
+        else:
+            text = a.text if a.text else "(no valid span)"
+            where = f"  characters {a.start}-{a.end}" if a.start is not None else ""
+        head = "answer:" if top_k == 1 else f"{rank}."
+        lines.append(f"{head} {text}\n{' ' * len(head)} score {a.score:.4f}{where}")
+    return "\n".join(lines)
+
+
+def _record(rec: dict, answers, top_k: int) -> dict:
+    ranked = answers if isinstance(answers, list) else [answers]
+    best = ranked[0]
+    out = {"id": rec["id"], "answer": best.text, "start": best.start, "end": best.end, "score": best.score}
+    if best.no_answer is not None:
+        out.update(no_answer=best.no_answer, null_odds=best.null_odds)
+    if top_k > 1:
+        out["answers"] = [{"answer": a.text, "start": a.start, "end": a.end, "score": a.score} for a in ranked]
+    return out
+
+
+def run(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    if not args.model:
+        raise QAInputError("--model is required: the export folder of a run (<run folder>/export) or a .ckpt")
+    if args.top_k < 1:
+        raise QAInputError(f"--top-k must be >= 1, got {args.top_k}")
+    single = args.question is not None
+    if single and not args.question.strip():
+        raise QAInputError("--question is empty")
+    if not single and (args.context is not None or args.context_file):
+        raise QAInputError("--context needs --question (without --question, ask reads JSON lines from stdin)")
+    if single:
+        records = [{"id": 1, "question": args.question, "context": _context(args)}]
+        if not records[0]["context"].strip():
+            raise QAInputError(f"{'--context-file ' + args.context_file if args.context_file else '--context'}: "
+                               "the context is empty")
+    elif sys.stdin.isatty():
+        raise QAInputError("no --question and nothing on stdin: pass --question and --context, or pipe JSON lines")
+    else:
+        records = read_jsonl(sys.stdin)
+    from transformers.utils import logging as hf_logging
+
+    from .infer import QAModel
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bars around the answer
+    overrides = {key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag) is not None}
+    qa = QAModel.from_pretrained(args.model, device=args.device, **overrides)
+    answers = qa.answer_many(records, top_k=args.top_k)
+    if single:
+        print(_show(answers[0], args.top_k))
+        return
+    for rec, ans in zip(records, answers):
+        sys.stdout.write(json.dumps(_record(rec, ans, args.top_k), ensure_ascii=False) + "\n")
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of ``python -m qa_lightning ask``; user mistakes: one ``error:`` line and exit status 2."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        run(sys.argv[1:] if argv is None else list(argv))
+    except QAInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
