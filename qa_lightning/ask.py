@@ -152,7 +152,9 @@ def run(argv: list[str]) -> None:
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of ``python -m qa_lightning ask``; user mistakes: one ``error:`` line and exit status 2."""
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from .hf import env_defaults
+
+    env_defaults()
     try:
         run(sys.argv[1:] if argv is None else list(argv))
     except QAInputError as err:

@@ -23,7 +23,6 @@ What this subclass adds to LightningCLI:
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 

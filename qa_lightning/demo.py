@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-pipeline-check", action="store_true", help="skip the transformers.pipeline comparison")
     parser.add_argument("--compare", metavar="RUN_DIR", help="only compare an earlier run's export with the pipeline")
     args, extra = parser.parse_known_args(argv)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .hf import env_defaults
+
+    env_defaults(offline=True)
     if args.compare:
         compare_run(args.compare)
         return

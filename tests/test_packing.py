@@ -5,8 +5,6 @@ fp32 on CPU, tiny BERT (dropout 0 so both runs are deterministic), right-padded 
 
 from __future__ import annotations
 
-import shutil
-import sys
 
 import lightning as L
 import pytest

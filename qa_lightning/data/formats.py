@@ -20,10 +20,6 @@ from ..errors import QAInputError
 __all__ = ["READERS", "LOCAL_SUFFIXES", "is_local", "load_local_records"]
 
 
-def is_local(path_or_name: str) -> bool:
-    return path_or_name.lower().endswith(LOCAL_SUFFIXES) or os.sep in path_or_name or os.path.exists(path_or_name)
-
-
 def _read_json(path: str) -> Any:
     try:
         with open(path, encoding="utf-8") as fh:
