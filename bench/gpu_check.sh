@@ -37,13 +37,13 @@ for prec in auto 16-mixed; do
 done
 
 echo "== 2. speed: bert-base shapes, batch 32, bf16"
-timeout 300 python3 -m qa_lightning.bench --device cuda --model bert-base-shapes \
+timeout 300 python3 -m bench --device cuda --model bert-base-shapes \
   --train-file "$DATA/squad-dev-articles-00-39.json" --dev-file "$DATA/dev-v1.1.json" \
   --tokenizer "$DATA/bert-base-cased" --steps 50 --warmup-steps 5 --ours-warmup-steps 60 --ours-steps 110 --out "$OUT/results-cuda.md" > "$OUT/bench.log" 2>&1
 echo "bench rc=$?"; grep -E '^\|' "$OUT/results-cuda.md" 2>/dev/null || tail -n 20 "$OUT/bench.log"
 
 echo "== 3. speed with torch.compile"
-timeout 240 python3 -m qa_lightning.bench --device cuda --model bert-base-shapes --stages train --compile \
+timeout 240 python3 -m bench --device cuda --model bert-base-shapes --stages train --compile \
   --train-file "$DATA/squad-dev-articles-00-39.json" --tokenizer "$DATA/bert-base-cased" --steps 15 --warmup-steps 5 --ours-warmup-steps 60 \
   --ours-steps 110 --out "$OUT/results-cuda-compile.md" > "$OUT/bench_compile.log" 2>&1
 echo "compile rc=$?"; grep -E '^\|' "$OUT/results-cuda-compile.md" 2>/dev/null || tail -n 20 "$OUT/bench_compile.log"

@@ -1,7 +1,11 @@
-"""Smoke test of the benchmark harness (no timing is asserted: speed lives in `make bench`)."""
+"""The benchmark package (``python -m bench``): layout rules and a smoke run (no timing is asserted: speed lives in
+``make bench``)."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import subprocess
 import sys
 
@@ -10,11 +14,35 @@ import pytest
 from conftest import ROOT, TINY_TRAIN
 
 
+def test_library_never_imports_bench_or_tests():
+    for path in sorted((ROOT / "qa_lightning").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                assert name.split(".")[0] not in ("bench", "tests", "reference", "conftest"), (path, name)
+
+
+def test_bench_imports_set_no_environment_and_find_the_oracle():
+    code = ("import json, os; before = dict(os.environ)\n"
+            "import bench.__main__, bench.harness, bench.peer, bench.train, bench.stages, bench.learn, bench.report\n"
+            "import tests.reference\n"
+            "print(json.dumps({'changed': sorted(k for k in set(os.environ) | set(before)\n"
+            "                                    if os.environ.get(k) != before.get(k)),\n"
+            "                  'oracle': tests.reference.__file__}))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["changed"] == []
+    assert os.path.samefile(info["oracle"], ROOT / "tests" / "reference.py")
+
+
 @pytest.mark.slow
 def test_bench_train_stage_runs_both_pipelines(tmp_path):
     pytest.importorskip("accelerate")  # transformers.Trainer needs it
     out = tmp_path / "bench.md"
-    proc = subprocess.run([sys.executable, "-m", "qa_lightning.bench", "--model", "tiny", "--stages", "train",
+    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "tiny", "--stages", "train",
                            "--steps", "3", "--ours-steps", "4", "--train-file", str(TINY_TRAIN), "--out", str(out),
                            "--work-dir", str(tmp_path / "work")],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)

@@ -1,0 +1,151 @@
+"""Benchmark: our Lightning pipeline against the reference recipe (transformers.Trainer), in one process.
+
+    make bench                                               # = python -m bench (CPU, MiniLM, fp32)
+    python -m bench --model tiny --steps 4      # smoke test of every code path, about a minute on a CPU
+    python -m bench --device cuda --model bert-base-shapes \
+        --train-file DATA/squad-dev-articles-00-39.json --dev-file DATA/dev-v1.1.json --tokenizer DATA/bert-base-cased
+    python -m bench --learn                     # EM/F1 after one epoch, ours vs the peer (long on a CPU)
+
+Stages (``--stages``, default all), printed as rows of one markdown table, also written to ``--out``
+(default ``bench/results-<device>.md``); bench/README.md says exactly what is timed and how:
+
+- train: ``--steps`` optimizer steps each. Peer: ``reference_train_features`` (padded to max_length) + the recipe's
+  ``TrainingArguments`` (lr 2e-5, weight decay 0.01, bf16/fp16 only on GPU, nothing tuned) + ``transformers.Trainer``.
+  Ours: ``lightning.Trainer`` + ``QAModule`` + ``SquadDataModule`` with their default speed settings, CSVLogger,
+  ModelCheckpoint and LearningRateMonitor, no evaluation. Median step time (between optimizer-step ends, in a callback
+  of each trainer, CUDA synchronised there only) after ``--warmup-steps``; real tokens/s from the attention masks.
+- prep: examples/s of ``features.py`` vs the reference functions through the same ``Dataset.map(batched=True)``.
+- post: decode + EM/F1 on all dev features with seeded random logits, ours vs ``reference_decode`` as the recipe
+  calls it (indexing the features Dataset) + the official evaluation; predictions are asserted identical.
+
+Offline (HF_HUB_OFFLINE=1); caches and run folders go to a temporary directory. A missing optional input (the MiniLM
+package, ../shared data) ends with one "skip:" line and exit status 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .harness import ROOT, Skip, resolve_precision
+from .learn import bench_learn
+from .stages import bench_post, bench_prep
+from .train import bench_train
+from .report import render
+
+SHARED = ROOT.parent / "shared"  # only as command-line defaults
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--model", default="minilm", help="minilm | tiny | bert-base-shapes | a model directory")
+    p.add_argument("--steps", type=int, default=12, help="optimizer steps per pipeline (train stage)")
+    p.add_argument("--warmup-steps", type=int, default=2, help="first steps left out of the timing")
+    p.add_argument("--ours-steps", type=int, default=None,
+                   help="steps of ours (default: its warm-up + 50 = one length-grouped mega-batch)")
+    p.add_argument("--ours-warmup-steps", type=int, default=None,
+                   help="ours' untimed first steps (default: --warmup-steps; on a GPU use one mega-batch, 50, so "
+                        "every batch shape has been seen once, as in a real epoch)")
+    p.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
+    p.add_argument("--batch-size", type=int, default=None, help="default: 32 on cuda, 16 on cpu")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: fp32 on cpu, bf16 on GPUs that have it, else fp16")
+    p.add_argument("--max-length", type=int, default=384)
+    p.add_argument("--stride", type=int, default=128)
+    p.add_argument("--stages", default="train,prep,post", help="comma-separated subset of train,prep,post")
+    p.add_argument("--repeats", type=int, default=2, help="prep and post stages: best of N")
+    p.add_argument("--train-file", default=str(SHARED / "squad" / "squad-dev-articles-00-39.json"))
+    p.add_argument("--eval-file", default=str(SHARED / "squad" / "squad-dev-articles-40-47.json"), help="--learn")
+    p.add_argument("--dev-file", default=str(SHARED / "squad" / "dev-v1.1.json"), help="prep and post stages")
+    p.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "bert-base-cased"),
+                   help="bert-base-cased tokenizer dir: prep/post stages and --model bert-base-shapes")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    p.add_argument("--out", default=None, help="markdown file (default: bench/results-<device>[-<model>].md)")
+    p.add_argument("--work-dir", default=None, help="caches and run folders (default: a temp dir, removed)")
+    g = p.add_argument_group("learning benchmark (--learn replaces the speed stages)")
+    g.add_argument("--learn", action="store_true")
+    g.add_argument("--learn-train-samples", type=int, default=3000)
+    g.add_argument("--learn-eval-samples", type=int, default=None, help="default: all of --eval-file")
+    g.add_argument("--learn-max-length", type=int, default=256)
+    g.add_argument("--learn-stride", type=int, default=96)
+    g.add_argument("--learn-batch-size", type=int, default=16)
+    g.add_argument("--learn-lr", type=float, default=8e-5)
+    g.add_argument("--learn-epochs", type=int, default=1)
+    a = p.parse_args(argv)
+    a.batch_size = a.batch_size or (32 if a.device == "cuda" else 16)
+    if a.steps < a.warmup_steps + 1 or a.warmup_steps < 1:
+        p.error("need --warmup-steps >= 1 and --steps > --warmup-steps")
+    if a.out is None:
+        default_model = {"cpu": "minilm", "cuda": "bert-base-shapes"}[a.device]
+        suffix = "" if a.model == default_model else "-" + Path(a.model).name
+        a.out = str(ROOT / "bench" / f"results-{a.device}{suffix}{'-learn' if a.learn else ''}.md")
+    return a
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    t_start, load = time.perf_counter(), os.getloadavg()
+    # Offline, before transformers/datasets are first imported (they read these at import); the last as the CLI
+    # sets it (loaders fork after tokenizing).
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)
+    if a.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+            return 2
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    own_work = a.work_dir is None
+    a.work = a.work_dir or tempfile.mkdtemp(prefix="qa-bench-")
+    os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(a.work, "hf-datasets"))
+    rows, details, state = [], [], {}
+    try:
+        prec = resolve_precision(a)
+        if a.learn:
+            bench_learn(a, prec, rows, details)
+        else:
+            stages = [s.strip() for s in a.stages.split(",") if s.strip()]
+            unknown = set(stages) - {"train", "prep", "post"}
+            if unknown:
+                print(f"error: unknown --stages {sorted(unknown)}", file=sys.stderr)
+                return 2
+            for stage in stages:
+                try:
+                    {"train": lambda: bench_train(a, prec, rows, details),
+                     "prep": lambda: bench_prep(a, rows, details, state),
+                     "post": lambda: bench_post(a, rows, details, state)}[stage]()
+                except Skip as why:
+                    if stage == "train" or not rows:  # the main stage, or nothing measured at all
+                        raise
+                    print(f"skip: {stage} stage: {why}")
+                    details.append(f"- {stage}: skipped ({why})")
+    except Skip as why:
+        print(f"skip: bench: {why}")
+        return 0
+    finally:
+        if own_work:
+            shutil.rmtree(a.work, ignore_errors=True)
+    report = render(a, prec, rows, details, time.perf_counter() - t_start, load)
+    print("\n" + report)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w", encoding="utf-8") as fh:
+        fh.write(report)
+    print(f"written to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Learn stage (``--learn``): EM/F1 after fine-tuning, ours against the peer, with the same settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from .harness import Skip, resolve_model
+from .peer import peer_model, peer_trainer
+from .train import lightning_trainer
+
+
+def bench_learn(a, prec: str, rows: list, details: list) -> None:
+    """One epoch on --learn-train-samples questions of --train-file, EM/F1 on --eval-file, both pipelines."""
+    import lightning as L
+
+    from qa_lightning.data import SquadDataModule
+    from qa_lightning.data.sources import load_split
+    from qa_lightning.hf import load_tokenizer
+    from qa_lightning.module import QAModule
+    from tests.reference import official_v1_evaluate, reference_decode, reference_train_features
+    from tests.reference import reference_validation_features
+
+    for path, what in ((a.train_file, "--train-file"), (a.eval_file, "--eval-file")):
+        if not os.path.isfile(path):
+            raise Skip(f"{path} not found (set {what})")
+    ours_name, peer_path, pretrained = resolve_model(a, a.work)
+    ml, st, bs, lr = a.learn_max_length, a.learn_stride, a.learn_batch_size, a.learn_lr
+    settings = (f"{a.learn_train_samples or 'all'} train questions, {ml}/{st}, {a.learn_epochs} epoch(s), batch {bs}, "
+                f"lr {lr:g}, 10% warm-up then linear decay, weight decay 0.01, {prec}")
+
+    # --- peer ---------------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    tok = load_tokenizer(peer_path)
+    train_ex, _ = load_split(a.train_file, "train", max_samples=a.learn_train_samples)
+    eval_ex, _ = load_split(a.eval_file, "validation", max_samples=a.learn_eval_samples)
+    kw = dict(tokenizer=tok, max_length=ml, stride=st)
+    train_f = train_ex.map(reference_train_features, batched=True, remove_columns=train_ex.column_names, fn_kwargs=kw)
+    eval_f = eval_ex.map(reference_validation_features, batched=True, remove_columns=eval_ex.column_names,
+                         fn_kwargs=kw)
+    trainer, _ = peer_trainer(a, peer_model(peer_path, pretrained, a.seed), tok, train_f, prec,
+                              per_device_train_batch_size=bs, num_train_epochs=a.learn_epochs, learning_rate=lr,
+                              warmup_ratio=0.1)
+    trainer.train()
+    t_train = time.perf_counter() - t0
+    logits, _, _ = trainer.predict(eval_f.remove_columns(["example_id", "offset_mapping"]))
+    preds = reference_decode(logits[0], logits[1], eval_f, eval_ex)
+    with open(a.eval_file, encoding="utf-8") as fh:
+        data = json.load(fh)["data"]
+    keep = set(eval_ex["id"])  # --learn-eval-samples: score the evaluated questions only
+    for art in data:
+        for para in art["paragraphs"]:
+            para["qas"] = [q for q in para["qas"] if q["id"] in keep]
+    peer = official_v1_evaluate(data, preds)
+    peer_wall, peer_eval = time.perf_counter() - t0, time.perf_counter() - t0 - t_train
+    del trainer
+
+    # --- ours ---------------------------------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    dm = SquadDataModule(model_name_or_path=ours_name, train_file=a.train_file, validation_file=a.eval_file,
+                         max_length=ml, stride=st, batch_size=bs, max_train_samples=a.learn_train_samples,
+                         max_eval_samples=a.learn_eval_samples, cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
+    L.seed_everything(a.seed, verbose=False)
+    module = QAModule(model_name_or_path=ours_name, pretrained=pretrained, learning_rate=lr, warmup_ratio=0.1)
+    if not module.model.training:
+        details.append("- learn: WARNING: QAModule's encoder is in eval mode at fit start (from_pretrained() returns "
+                       "eval mode and Lightning keeps it), so ours trains without dropout; the peer trains with it")
+    eval_time = {}
+
+    class EvalClock(L.Callback):
+        def on_validation_start(self, trainer, pl_module):
+            eval_time["t0"] = time.perf_counter()
+
+        def on_validation_end(self, trainer, pl_module):
+            eval_time["s"] = time.perf_counter() - eval_time["t0"]
+
+    trainer = lightning_trainer(a, prec, "learn", callbacks=[EvalClock()], monitor="val/f1",
+                                max_epochs=a.learn_epochs, num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    ours = module.last_eval["validation"]["metrics"]
+    ours_wall = time.perf_counter() - t0
+    ours_eval = eval_time.get("s", float("nan"))
+    details.append(f"- learn: {settings}; evaluated on {len(eval_ex)} questions of {Path(a.eval_file).name}; "
+                   f"{len(train_f)} training features (the peer's, padded); wall = load + features + train + "
+                   "predict/validate + decode + metric (ours also writes its feature cache, checkpoints and "
+                   "prediction files)")
+    for label, m, wall, ev in (("peer: HF Trainer + reference decode + official eval", peer, peer_wall, peer_eval),
+                               ("ours: Lightning fit (validates at epoch end)", ours, ours_wall, ours_eval)):
+        rows.append(dict(stage=f"learn: {a.model}", pipeline=label, em=f"{m['exact_match']:.2f}", f1=f"{m['f1']:.2f}",
+                         train=f"{wall - ev:.0f}", eval=f"{ev:.0f}", wall=f"{wall:.0f}",
+                         ratio=f"{peer_wall / wall:.2f}x"))
+
+
