@@ -32,8 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from .harness import ROOT, Skip, resolve_precision
+from .harness import ROOT, Skip, resolve_precision, use_clock
 from .learn import bench_learn
+from .overhead import bench_overhead
 from .stages import bench_post, bench_prep
 from .train import bench_train
 from .report import render
@@ -46,20 +47,27 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--model", default="minilm", help="minilm | tiny | bert-base-shapes | a model directory")
-    p.add_argument("--steps", type=int, default=12, help="optimizer steps per pipeline (train stage)")
+    p.add_argument("--steps", type=int, default=6, help="timed optimizer steps of the peer per round (train stage)")
     p.add_argument("--warmup-steps", type=int, default=2, help="first steps left out of the timing")
-    p.add_argument("--ours-steps", type=int, default=None,
-                   help="steps of ours (default: its warm-up + 50 = one length-grouped mega-batch)")
+    p.add_argument("--ours-steps", type=int, default=40,
+                   help="timed steps of ours per round (any window after the first batch is a random sample of lengths)")
     p.add_argument("--ours-warmup-steps", type=int, default=None,
                    help="ours' untimed first steps (default: --warmup-steps; on a GPU use one mega-batch, 50, so "
                         "every batch shape has been seen once, as in a real epoch)")
-    p.add_argument("--compile", action="store_true", help="also time ours with torch.compile")
+    p.add_argument("--rounds", type=int, default=3, help="train stage: peer, ours alternating this many times")
+    p.add_argument("--overhead-steps", type=int, default=60, help="overhead stage: timed steps per run")
+    p.add_argument("--overhead-max-length", type=int, default=128, help="overhead stage: tokens per window")
+    p.add_argument("--overhead-samples", type=int, default=1000, help="overhead stage: questions of its file")
+    p.add_argument("--overhead-file", default=None,
+                   help="overhead stage data (default: --train-file, or tests/fixtures/squad_tiny_train.json)")
+    p.add_argument("--ours-args", default="", help="extra `fit` arguments for ours, e.g. '--data.pad_to_multiple_of 64'")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on cuda, 16 on cpu")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: fp32 on cpu, bf16 on GPUs that have it, else fp16")
     p.add_argument("--max-length", type=int, default=384)
     p.add_argument("--stride", type=int, default=128)
-    p.add_argument("--stages", default="train,prep,post", help="comma-separated subset of train,prep,post")
+    p.add_argument("--stages", default="train,overhead,prep,post",
+                   help="comma-separated subset of train,overhead,prep,post")
     p.add_argument("--repeats", type=int, default=2, help="prep and post stages: best of N")
     p.add_argument("--train-file", default=str(SHARED / "squad" / "squad-dev-articles-00-39.json"))
     p.add_argument("--eval-file", default=str(SHARED / "squad" / "squad-dev-articles-40-47.json"), help="--learn")
@@ -67,6 +75,8 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer", default=str(SHARED / "tokenizers" / "bert-base-cased"),
                    help="bert-base-cased tokenizer dir: prep/post stages and --model bert-base-shapes")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="cpu: process CPU time instead of wall time (busy machines; use with --threads 1)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--out", default=None, help="markdown file (default: bench/results-<device>[-<model>].md)")
     p.add_argument("--work-dir", default=None, help="caches and run folders (default: a temp dir, removed)")
@@ -81,8 +91,8 @@ def parse_args(argv=None):
     g.add_argument("--learn-epochs", type=int, default=1)
     a = p.parse_args(argv)
     a.batch_size = a.batch_size or (32 if a.device == "cuda" else 16)
-    if a.steps < a.warmup_steps + 1 or a.warmup_steps < 1:
-        p.error("need --warmup-steps >= 1 and --steps > --warmup-steps")
+    if min(a.steps, a.ours_steps, a.rounds) < 1 or a.warmup_steps < 0:
+        p.error("need --steps, --ours-steps, --rounds >= 1 and --warmup-steps >= 0")
     if a.out is None:
         default_model = {"cpu": "minilm", "cuda": "bert-base-shapes"}[a.device]
         suffix = "" if a.model == default_model else "-" + Path(a.model).name
@@ -104,6 +114,7 @@ def main(argv=None) -> int:
         if not torch.cuda.is_available():
             print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
             return 2
+    use_clock(a.clock)
     if a.threads:
         import torch
 
@@ -118,13 +129,14 @@ def main(argv=None) -> int:
             bench_learn(a, prec, rows, details)
         else:
             stages = [s.strip() for s in a.stages.split(",") if s.strip()]
-            unknown = set(stages) - {"train", "prep", "post"}
+            unknown = set(stages) - {"train", "overhead", "prep", "post"}
             if unknown:
                 print(f"error: unknown --stages {sorted(unknown)}", file=sys.stderr)
                 return 2
             for stage in stages:
                 try:
                     {"train": lambda: bench_train(a, prec, rows, details),
+                     "overhead": lambda: bench_overhead(a, rows, details),
                      "prep": lambda: bench_prep(a, rows, details, state),
                      "post": lambda: bench_post(a, rows, details, state)}[stage]()
                 except Skip as why:

@@ -18,6 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_BERT = ROOT / "tests" / "fixtures" / "tiny-bert"
+TINY_TRAIN = ROOT / "tests" / "fixtures" / "squad_tiny_train.json"
 TINY_DEV = ROOT / "tests" / "fixtures" / "squad_tiny_dev.json"  # the speed run's (never evaluated) validation split
 LIGHTNING_PRECISION = {"fp32": "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}
 
@@ -27,32 +28,52 @@ class Skip(Exception):
 
 
 # ------------------------------------------------------------------------------------------- measuring helpers
-class StepClock:
-    """Time at the start of training and at the end of every optimizer step, plus each step's real/padded tokens."""
+_CLOCK = {"read": time.perf_counter}
 
-    def __init__(self, cuda: bool):
-        self.cuda, self.t0, self.ends, self.real, self.padded = cuda, None, [], [], []
 
-    def now(self) -> float:
-        if self.cuda:
-            import torch
+def use_clock(kind: str) -> None:
+    """``wall`` (default): ``time.perf_counter``. ``cpu``: CPU time of this process, all threads (``--clock cpu``:
+    with ``--threads 1`` and no loader workers it hardly depends on what else the machine runs)."""
+    _CLOCK["read"] = {"wall": time.perf_counter, "cpu": time.process_time}[kind]
 
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
-    def summary(self, batch_size: int, warmup: int) -> dict:
-        ends = np.asarray(self.ends)
-        dts = np.diff(ends)[warmup - 1:]  # diff j is the time of step j + 2; keep steps warmup+1 .. N
-        real = [int(t) for t in self.real[warmup:len(ends)]]  # int() of a device tensor syncs: done after the run
-        padded = [int(t) for t in self.padded[warmup:len(ends)]]
-        med = statistics.median(dts.tolist())
-        # Throughput = features of the measured steps / their summed time (a mean, fair to varying batch lengths).
-        out = {"steps": len(ends), "step_s": dts.tolist(), "median_s": med,
-               "features_s": batch_size * len(dts) / float(dts.sum()), "wall_s": float(ends[-1] - self.t0)}
-        if len(real) == len(dts):
-            out.update(tokens_s=sum(real) / float(dts.sum()), real_len=sum(real) / (len(real) * batch_size),
-                       padded_len=sum(padded) / (len(padded) * batch_size))
-        return out
+def clock_now(cuda: bool = False) -> float:
+    """The clock (see ``use_clock``), after a device synchronisation on CUDA (the only sync the clocks add)."""
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+    return _CLOCK["read"]()
+
+
+def summarize(starts: list, real: list, padded: list, batch_size: int, warmup: int) -> dict:
+    """Step times from batch-start clock readings: step k = ``starts[k+1] - starts[k]`` (all of step k's work, its
+    hooks, logging and optimizer, and the loading of batch k+1). Steps ``warmup`` .. the second last are timed (the
+    last batch start has no successor). ``real``/``padded``: tokens of each batch, in batch order."""
+    dts = np.diff(np.asarray(starts, dtype=np.float64))[warmup:]
+    if len(dts) < 1:
+        raise ValueError(f"{len(starts)} batch starts leave no timed step after {warmup} warm-up steps")
+    timed = slice(warmup, warmup + len(dts))
+    real_t = [int(t) for t in real[timed]]  # int() of a device tensor syncs: done after the run
+    padded_t = [int(t) for t in padded[timed]]
+    total = float(dts.sum())
+    # Throughput = features of the timed steps / their summed time (a mean, fair to varying batch lengths).
+    out = {"batches": len(starts), "step_s": dts.tolist(), "median_s": statistics.median(dts.tolist()),
+           "mean_s": total / len(dts), "features_s": batch_size * len(dts) / total,
+           "wall_s": float(starts[-1] - starts[0])}
+    if len(real_t) == len(dts):
+        out.update(tokens_s=sum(real_t) / total, real_len=sum(real_t) / (len(real_t) * batch_size),
+                   padded_len=sum(padded_t) / (len(padded_t) * batch_size))
+    return out
+
+
+def histogram(steps: list[float]) -> str:
+    """Percentiles of step times and how many steps took over 3x the median (the GPU acceptance line)."""
+    s = np.asarray(steps)
+    med = float(np.median(s))
+    q = np.percentile(s, [10, 50, 90])
+    return (f"p10 {q[0]:.3f} / p50 {q[1]:.3f} / p90 {q[2]:.3f} / max {s.max():.3f} s; steps slower than 3x the median:"
+            f" {int((s > 3 * med).sum())} of {len(s)}")
 
 
 def _rss() -> int:

@@ -9,17 +9,13 @@ from pathlib import Path
 
 from .harness import Skip, resolve_model
 from .peer import peer_model, peer_trainer
-from .train import lightning_trainer
+from .ours import EvalClock, run_fit
 
 
 def bench_learn(a, prec: str, rows: list, details: list) -> None:
     """One epoch on --learn-train-samples questions of --train-file, EM/F1 on --eval-file, both pipelines."""
-    import lightning as L
-
-    from qa_lightning.data import SquadDataModule
     from qa_lightning.data.sources import load_split
     from qa_lightning.hf import load_tokenizer
-    from qa_lightning.module import QAModule
     from tests.reference import official_v1_evaluate, reference_decode, reference_train_features
     from tests.reference import reference_validation_features
 
@@ -57,31 +53,21 @@ def bench_learn(a, prec: str, rows: list, details: list) -> None:
     peer_wall, peer_eval = time.perf_counter() - t0, time.perf_counter() - t0 - t_train
     del trainer
 
-    # --- ours ---------------------------------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    dm = SquadDataModule(model_name_or_path=ours_name, train_file=a.train_file, validation_file=a.eval_file,
-                         max_length=ml, stride=st, batch_size=bs, max_train_samples=a.learn_train_samples,
-                         max_eval_samples=a.learn_eval_samples, cache_dir=os.path.join(a.work, "cache"), seed=a.seed)
-    L.seed_everything(a.seed, verbose=False)
-    module = QAModule(model_name_or_path=ours_name, pretrained=pretrained, learning_rate=lr, warmup_ratio=0.1)
-    if not module.model.training:
-        details.append("- learn: WARNING: QAModule's encoder is in eval mode at fit start (from_pretrained() returns "
-                       "eval mode and Lightning keeps it), so ours trains without dropout; the peer trains with it")
-    eval_time = {}
-
-    class EvalClock(L.Callback):
-        def on_validation_start(self, trainer, pl_module):
-            eval_time["t0"] = time.perf_counter()
-
-        def on_validation_end(self, trainer, pl_module):
-            eval_time["s"] = time.perf_counter() - eval_time["t0"]
-
-    trainer = lightning_trainer(a, prec, "learn", callbacks=[EvalClock()], monitor="val/f1",
-                                max_epochs=a.learn_epochs, num_sanity_val_steps=0)
-    trainer.fit(module, datamodule=dm)
-    ours = module.last_eval["validation"]["metrics"]
-    ours_wall = time.perf_counter() - t0
-    ours_eval = eval_time.get("s", float("nan"))
+    # --- ours: python -m qa_lightning fit, validating at the epoch end ------------------------------------------
+    options = {"--data.validation_file": a.eval_file, "--data.max_length": ml, "--data.stride": st,
+               "--data.batch_size": bs,
+               "--model.learning_rate": lr, "--model.warmup_ratio": 0.1, "--trainer.max_epochs": a.learn_epochs,
+               "--trainer.num_sanity_val_steps": 0}
+    for key, value in (("--data.max_train_samples", a.learn_train_samples),
+                       ("--data.max_eval_samples", a.learn_eval_samples)):
+        if value:
+            options[key] = value
+    cli, clock, ours_wall = run_fit(a, ours_name, pretrained, prec, "learn", options, callbacks=("bench.ours.EvalClock",))
+    if clock.dropout_off:
+        details.append("- learn: WARNING: QAModule's encoder was in eval mode during fit (dropout off); the peer "
+                       "trains with dropout")
+    ours = cli.model.last_eval["validation"]["metrics"]
+    ours_eval = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EvalClock)).seconds
     details.append(f"- learn: {settings}; evaluated on {len(eval_ex)} questions of {Path(a.eval_file).name}; "
                    f"{len(train_f)} training features (the peer's, padded); wall = load + features + train + "
                    "predict/validate + decode + metric (ours also writes its feature cache, checkpoints and "
@@ -91,5 +77,6 @@ def bench_learn(a, prec: str, rows: list, details: list) -> None:
         rows.append(dict(stage=f"learn: {a.model}", pipeline=label, em=f"{m['exact_match']:.2f}", f1=f"{m['f1']:.2f}",
                          train=f"{wall - ev:.0f}", eval=f"{ev:.0f}", wall=f"{wall:.0f}",
                          ratio=f"{peer_wall / wall:.2f}x"))
+
 
 
