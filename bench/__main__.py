@@ -1,25 +1,26 @@
 """Benchmark: our Lightning pipeline against the reference recipe (transformers.Trainer), in one process.
 
-    make bench                                               # = python -m bench (CPU, MiniLM, fp32)
-    python -m bench --model tiny --steps 4      # smoke test of every code path, about a minute on a CPU
-    python -m bench --device cuda --model bert-base-shapes \
+    make bench                                   # = python -m bench (CPU, MiniLM, fp32), from the repository root
+    python -m bench --model tiny --steps 3 --ours-steps 4 --rounds 1 --stages train,overhead  # smoke test
+    python -m bench --device cuda --model bert-base-shapes --stages train,eval \
         --train-file DATA/squad-dev-articles-00-39.json --dev-file DATA/dev-v1.1.json --tokenizer DATA/bert-base-cased
-    python -m bench --learn                     # EM/F1 after one epoch, ours vs the peer (long on a CPU)
+    python -m bench --learn                      # EM/F1 after one epoch, ours vs the peer (long on a CPU)
 
-Stages (``--stages``, default all), printed as rows of one markdown table, also written to ``--out``
-(default ``bench/results-<device>.md``); bench/README.md says exactly what is timed and how:
+Stages (``--stages``), printed as rows of one markdown table, also written to ``--out`` (default
+``bench/results-<device>.md``); bench/README.md says exactly what is timed and how. A step is always the interval
+from one batch start to the next.
 
-- train: ``--steps`` optimizer steps each. Peer: ``reference_train_features`` (padded to max_length) + the recipe's
-  ``TrainingArguments`` (lr 2e-5, weight decay 0.01, bf16/fp16 only on GPU, nothing tuned) + ``transformers.Trainer``.
-  Ours: ``lightning.Trainer`` + ``QAModule`` + ``SquadDataModule`` with their default speed settings, CSVLogger,
-  ModelCheckpoint and LearningRateMonitor, no evaluation. Median step time (between optimizer-step ends, in a callback
-  of each trainer, CUDA synchronised there only) after ``--warmup-steps``; real tokens/s from the attention masks.
+- train: the peer (``reference_train_features`` padded to max_length + the recipe's ``TrainingArguments`` +
+  ``transformers.Trainer``) and ours (``python -m qa_lightning fit``, in process, defaults, no validation), in
+  ``--rounds`` alternating rounds; the ratio is the median of the rounds' ratios.
+- overhead: a tiny BERT at batch 8, where a step is mostly loop overhead: a plain PyTorch loop, the Trainer, ours.
+- eval: ``python -m qa_lightning validate`` on ``--dev-file``, and the projected time of the 3-epoch recipe.
 - prep: examples/s of ``features.py`` vs the reference functions through the same ``Dataset.map(batched=True)``.
 - post: decode + EM/F1 on all dev features with seeded random logits, ours vs ``reference_decode`` as the recipe
   calls it (indexing the features Dataset) + the official evaluation; predictions are asserted identical.
 
-Offline (HF_HUB_OFFLINE=1); caches and run folders go to a temporary directory. A missing optional input (the MiniLM
-package, ../shared data) ends with one "skip:" line and exit status 0.
+Offline (HF_HUB_OFFLINE=1 unless set); caches and run folders go to a temporary directory. A missing optional input
+(the MiniLM package, ../shared data) ends with one "skip:" line and exit status 0.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 from .harness import ROOT, Skip, resolve_precision, use_clock
+from .evaluation import bench_eval
 from .learn import bench_learn
 from .overhead import bench_overhead
 from .stages import bench_post, bench_prep
@@ -60,6 +62,8 @@ def parse_args(argv=None):
     p.add_argument("--overhead-samples", type=int, default=1000, help="overhead stage: questions of its file")
     p.add_argument("--overhead-file", default=None,
                    help="overhead stage data (default: --train-file, or tests/fixtures/squad_tiny_train.json)")
+    p.add_argument("--recipe-features", type=int, default=88729,
+                   help="eval stage: training features of the recipe (SQuAD v1.1 train at 384/128) for the projection")
     p.add_argument("--ours-args", default="", help="extra `fit` arguments for ours, e.g. '--data.pad_to_multiple_of 64'")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on cuda, 16 on cpu")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
@@ -67,7 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--max-length", type=int, default=384)
     p.add_argument("--stride", type=int, default=128)
     p.add_argument("--stages", default="train,overhead,prep,post",
-                   help="comma-separated subset of train,overhead,prep,post")
+                   help="comma-separated subset of train,overhead,eval,prep,post")
     p.add_argument("--repeats", type=int, default=2, help="prep and post stages: best of N")
     p.add_argument("--train-file", default=str(SHARED / "squad" / "squad-dev-articles-00-39.json"))
     p.add_argument("--eval-file", default=str(SHARED / "squad" / "squad-dev-articles-40-47.json"), help="--learn")
@@ -129,13 +133,14 @@ def main(argv=None) -> int:
             bench_learn(a, prec, rows, details)
         else:
             stages = [s.strip() for s in a.stages.split(",") if s.strip()]
-            unknown = set(stages) - {"train", "overhead", "prep", "post"}
+            unknown = set(stages) - {"train", "overhead", "eval", "prep", "post"}
             if unknown:
                 print(f"error: unknown --stages {sorted(unknown)}", file=sys.stderr)
                 return 2
             for stage in stages:
                 try:
-                    {"train": lambda: bench_train(a, prec, rows, details),
+                    {"train": lambda: bench_train(a, prec, rows, details, state),
+                     "eval": lambda: bench_eval(a, prec, rows, details, state),
                      "overhead": lambda: bench_overhead(a, rows, details),
                      "prep": lambda: bench_prep(a, rows, details, state),
                      "post": lambda: bench_post(a, rows, details, state)}[stage]()

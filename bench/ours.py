@@ -55,7 +55,7 @@ class EvalClock(L.Callback):
 
 
 def fit_args(a, model_name: str, pretrained: bool, prec: str, root: str, options: dict,
-             extra: tuple[str, ...] = (), callbacks: tuple[str, ...] = ()) -> list[str]:
+             extra: tuple[str, ...] = (), callbacks: tuple[str, ...] = (), subcommand: str = "fit") -> list[str]:
     """The command line of ``python -m qa_lightning fit``: the run's basics, then ``options`` (``{"--x.y": value}``,
     overriding), then ``extra`` (raw arguments, e.g. a GPU variant's flags); ``callbacks``: more class paths."""
     clock = [{"class_path": "bench.ours.BatchClock", "init_args": {"cuda": a.device == "cuda"}},
@@ -68,7 +68,7 @@ def fit_args(a, model_name: str, pretrained: bool, prec: str, root: str, options
             "--trainer.devices": 1, "--trainer.precision": LIGHTNING_PRECISION[prec],
             "--trainer.default_root_dir": root, "--trainer.logger.init_args.save_dir": root,
             "--trainer.callbacks": json.dumps(clock), "--curves.enabled": "false"}
-    args = ["fit"]
+    args = [subcommand]
     for key, value in {**base, **options}.items():
         args += [key, str(value)]
     return args + list(extra)
@@ -80,12 +80,13 @@ def speed_options(steps: int) -> dict:
 
 
 def run_fit(a, model_name: str, pretrained: bool, prec: str, name: str, options: dict, extra: tuple[str, ...] = (),
-            callbacks: tuple[str, ...] = ()):
-    """Run the CLI's ``fit``; returns (cli, clock, seconds from the call to done)."""
+            callbacks: tuple[str, ...] = (), subcommand: str = "fit"):
+    """Run the CLI's ``fit`` (or ``subcommand``); returns (cli, clock, seconds from the call to done)."""
     from qa_lightning.cli import main
 
     t0 = time.perf_counter()
-    cli = main(fit_args(a, model_name, pretrained, prec, os.path.join(a.work, name), options, extra, callbacks))
+    cli = main(fit_args(a, model_name, pretrained, prec, os.path.join(a.work, name), options, extra, callbacks,
+                        subcommand))
     e2e = time.perf_counter() - t0
     clock = next(cb for cb in cli.trainer.callbacks if isinstance(cb, BatchClock))
     return cli, clock, e2e

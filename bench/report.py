@@ -33,13 +33,17 @@ def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple)
     lines += ["| " + " | ".join(str(r.get(k, "")) for k, _ in columns) + " |" for r in rows]
     mem = "torch.cuda.max_memory_allocated" if a.device == "cuda" else "peak RSS growth over the run (10 ms samples)"
     if not a.learn:
-        lines += ["", "How: train rate = features of the timed steps / their summed step time (step = interval "
-                  f"between optimizer-step ends, first {a.warmup_steps} steps dropped; ours is timed over a whole "
-                  "length-grouped mega-batch of 50 steps, the peer's batches are all max_length); real tokens/s = attention-mask tokens of the measured batches / "
-                  "their summed step time; wall s = train start to last step end; end-to-end s = from the raw JSON "
-                  f"(features, model, trainer, checkpoint) to done; peak memory = {mem}; speed vs peer = ours' rate "
-                  "/ the peer's (post: the reference as written / each row); prep and post: best of "
-                  f"{a.repeats}."]
+        clock = "process CPU time (--clock cpu)" if a.clock == "cpu" else "wall time"
+        lines += ["", "How: a step = the interval from one training batch start to the next (loading, hooks, logging, "
+                  f"clipping, optimizer: everything), {clock}; the first {a.warmup_steps} steps of each run are not "
+                  f"timed. Train: {a.rounds} rounds of peer then ours; rate = features of the timed steps / their "
+                  "summed time, shown for the median round; speed vs peer = the median over rounds of ours' rate / "
+                  "the rate of the peer run just before it; median step s = the median over rounds of each run's "
+                  "median step; real tokens/s = attention-mask tokens of the timed batches / their summed time; wall "
+                  "s = first to last batch start; end-to-end s = round 1 from the raw JSON (features, model, trainer, "
+                  f"training, checkpoint, export) to done; peak memory = {mem} (largest round). Overhead: ms per step "
+                  "(median), ratio = time per step / the plain loop's. Prep and post: best of "
+                  f"{a.repeats}; speed vs peer = the reference as written / each row."]
     lines += ["", *details, ""]
     return "\n".join(lines)
 

@@ -60,7 +60,7 @@ def _run_ours(a, prec: str, ours_name: str, pretrained: bool, name: str) -> dict
     return res
 
 
-def bench_train(a, prec: str, rows: list, details: list) -> None:
+def bench_train(a, prec: str, rows: list, details: list, state: dict) -> None:
     from qa_lightning.data.sources import load_split
     from qa_lightning.hf import load_tokenizer
     from tests.reference import reference_train_features
@@ -82,6 +82,9 @@ def bench_train(a, prec: str, rows: list, details: list) -> None:
         ours.append(_run_ours(a, prec, ours_name, pretrained, f"ours-{r + 1}"))
     peer[0]["e2e_s"] += prep_s
     _report(a, prec, peer, ours, len(feats), rows, details)
+    mid = len(peer) // 2  # the median rounds' rates, for the eval stage's projection
+    state["peer_rate"] = sorted(r["features_s"] for r in peer)[mid]
+    state["ours_rate"] = sorted(r["features_s"] for r in ours)[mid]
 
 
 def _report(a, prec: str, peer: list, ours: list, n_peer: int, rows: list, details: list) -> None:
