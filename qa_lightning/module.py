@@ -46,7 +46,7 @@ class QAModule(L.LightningModule):
         warmup_ratio: fraction of the optimizer steps with linear warm-up (then linear decay to 0).
         warmup_steps: warm-up steps (overrides ``warmup_ratio`` when > 0).
         adam_epsilon: AdamW epsilon.
-        fused_adamw: fused AdamW kernel (None: on CUDA only).
+        fused_adamw: fused AdamW kernel (None: on CUDA and CPU, as transformers.Trainer's default).
         n_best: top start/end logits paired per feature when decoding.
         max_answer_length: longest answer in tokens.
         null_score_diff_threshold: SQuAD v2: answer "" when null score - best span score exceeds this.
@@ -125,7 +125,7 @@ class QAModule(L.LightningModule):
 
     def configure_optimizers(self):
         hp = self.hparams
-        fused = hp.fused_adamw if hp.fused_adamw is not None else self.device.type == "cuda"
+        fused = hp.fused_adamw if hp.fused_adamw is not None else self.device.type in ("cuda", "cpu")
         opt = torch.optim.AdamW(optimizer_groups(self.model, hp.weight_decay), lr=hp.learning_rate,
                                 eps=hp.adam_epsilon, fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -181,11 +181,36 @@ class QAModule(L.LightningModule):
             return packed_forward(self.model, inputs)
         return self.model(**{k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS})
 
+    def on_train_epoch_start(self) -> None:
+        self._loss_sum, self._loss_n = None, 0  # the epoch's summed loss (a device tensor) and its sample count
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(**batch).loss
-        # A tensor, not .item(): no host sync per step; Lightning reduces it when it logs.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["input_ids"]))
+        n = len(batch["input_ids"])
+        # Nothing per step that syncs or costs Python time: each self.log call costs milliseconds of Lightning
+        # bookkeeping, and a progress-bar value becomes a Python float (a host sync) at every refresh. So the epoch
+        # mean is a running sum on the device, and the step loss is logged only on the steps the logger writes
+        # (trainer.log_every_n_steps), moved to the CPU there: the progress bar then reads a CPU value.
+        done = loss.detach() * n
+        self._loss_sum = done if getattr(self, "_loss_sum", None) is None else self._loss_sum + done
+        self._loss_n = getattr(self, "_loss_n", 0) + n
+        if self._logs_this_step():
+            self.log("train/loss_step", loss.detach().float().cpu(), prog_bar=True, on_step=True, on_epoch=False,
+                     batch_size=n)
         return loss
+
+    def _logs_this_step(self) -> bool:
+        """The rule by which Lightning's logger writes step metrics (every ``log_every_n_steps`` optimizer steps)."""
+        trainer = self._trainer
+        if trainer is None or not trainer.log_every_n_steps:
+            return False
+        return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop or bool(
+            trainer.fast_dev_run)
+
+    def on_train_epoch_end(self) -> None:
+        if getattr(self, "_loss_n", 0):  # one host sync per epoch; sample-weighted like Lightning's epoch mean
+            self.log("train/loss_epoch", (self._loss_sum / self._loss_n).float().cpu(), on_step=False, on_epoch=True,
+                     batch_size=self._loss_n)
 
     def _eval_step(self, batch: dict) -> None:
         batch = dict(batch)

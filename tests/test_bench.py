@@ -1,24 +1,63 @@
-"""Smoke test of the benchmark harness (no timing is asserted: speed lives in `make bench`)."""
+"""The benchmark package (``python -m bench``): layout rules and a smoke run (no timing is asserted: speed lives in
+``make bench``)."""
 
 from __future__ import annotations
 
+import ast
+import json
+import os
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT, TINY_TRAIN
+from conftest import ROOT, TINY_DEV, TINY_TRAIN
+
+
+def test_library_never_imports_bench_or_tests():
+    for path in sorted((ROOT / "qa_lightning").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            for name in names:
+                assert name.split(".")[0] not in ("bench", "tests", "reference", "conftest"), (path, name)
+
+
+def test_bench_imports_set_no_environment_and_find_the_oracle():
+    # Third-party imports may set variables of their own (lightning does in some versions): import them first.
+    code = ("import json, os, lightning, torch, transformers, datasets; before = dict(os.environ)\n"
+            "import bench.__main__, bench.harness, bench.peer, bench.train, bench.stages, bench.learn, bench.report\n"
+            "import bench.overhead, bench.ours, bench.evaluation, tests.reference\n"
+            "print(json.dumps({'changed': sorted(k for k in set(os.environ) | set(before)\n"
+            "                                    if os.environ.get(k) != before.get(k)),\n"
+            "                  'oracle': tests.reference.__file__}))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_", "TOKENIZERS_"))}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["changed"] == []
+    assert os.path.samefile(info["oracle"], ROOT / "tests" / "reference.py")
 
 
 @pytest.mark.slow
-def test_bench_train_stage_runs_both_pipelines(tmp_path):
+def test_bench_smoke_train_overhead_and_eval_stages(tmp_path):
+    """Every timed stage runs end to end on the tiny model: both pipelines in alternating rounds (ours through the
+    CLI's fit), the overhead loops, validate + the projection."""
     pytest.importorskip("accelerate")  # transformers.Trainer needs it
     out = tmp_path / "bench.md"
-    proc = subprocess.run([sys.executable, "-m", "qa_lightning.bench", "--model", "tiny", "--stages", "train",
-                           "--steps", "3", "--ours-steps", "4", "--train-file", str(TINY_TRAIN), "--out", str(out),
-                           "--work-dir", str(tmp_path / "work")],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "bench", "--model", "tiny", "--stages", "train,overhead,eval",
+                           "--rounds", "2", "--steps", "2", "--ours-steps", "3", "--overhead-steps", "3",
+                           "--max-length", "128", "--stride", "32", "--train-file", str(TINY_TRAIN),
+                           "--dev-file", str(TINY_DEV), "--out", str(out), "--work-dir", str(tmp_path / "work")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = out.read_text()
-    assert "peer: HF Trainer, padded to max_length" in table and "ours: Lightning fit path (defaults)" in table
-    assert "features/s" in table
+    assert "peer: HF Trainer, padded to max_length, 2 steps x 2 rounds" in table
+    assert "ours: `python -m qa_lightning fit` (defaults), 3 steps x 2 rounds" in table
+    assert "round 1: " in table and "round 2: " in table and "median" in table
+    assert "real tokens per feature: dataset mean" in table
+    for label in ("plain PyTorch loop", "transformers.Trainer, same batches", "ours: `python -m qa_lightning fit`, 3"):
+        assert label in table
+    assert "ours: `python -m qa_lightning validate`" in table and "projection: 3-epoch recipe" in table
+    # ours ran through the CLI: its run folder has the CSV log with the step loss of the logged steps
+    assert list((tmp_path / "work" / "ours-1").rglob("metrics.csv"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+import pytest
 import torch
 
 from qa_lightning import QAModule, SquadDataModule
@@ -95,3 +96,45 @@ def test_evaluate_metric_is_checked_at_construction_not_after_an_epoch():
         assert str(err).startswith("--model.metric evaluate: could not load evaluate's 'squad' metric")
     else:
         pytest.skip("evaluate's squad metric loads here (online or cached)")
+
+
+def _fit_logged(tmp_path, every: int, max_train_samples: int = 24):
+    """Fit one epoch with a CSV logger writing every ``every`` steps; returns (metrics.csv rows, step losses seen,
+    batch sizes)."""
+    import csv
+
+    from lightning.pytorch.loggers import CSVLogger
+
+    module = QAModule(model_name_or_path=str(TINY_BERT), pretrained=False, learning_rate=1e-3)
+    dm = SquadDataModule(model_name_or_path=str(TINY_BERT), train_file=str(TINY_TRAIN), validation_file=str(TINY_DEV),
+                         max_length=128, stride=32, batch_size=8, cache_dir=str(tmp_path / "cache"), num_workers=0,
+                         max_train_samples=max_train_samples)
+    losses, sizes = [], []
+
+    class Probe(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+            sizes.append(len(batch["input_ids"]))
+
+    logger = CSVLogger(str(tmp_path), name="logs")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=logger, log_every_n_steps=every,
+                        enable_checkpointing=False, enable_progress_bar=False, callbacks=[Probe()],
+                        default_root_dir=str(tmp_path))
+    trainer.fit(module, datamodule=dm)
+    with open(f"{logger.log_dir}/metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh)), losses, sizes
+
+
+def test_step_loss_on_logging_steps_and_sample_weighted_epoch_mean(tmp_path):
+    """The step loss is logged on the steps the logger writes (log_every_n_steps), the epoch mean of every step."""
+    rows, losses, sizes = _fit_logged(tmp_path, every=1)
+    steps = [float(r["train/loss_step"]) for r in rows if r.get("train/loss_step")]
+    assert len(steps) == len(losses) > 2 and steps == [pytest.approx(x, rel=1e-6) for x in losses]
+    epoch = [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")]
+    expected = sum(x * n for x, n in zip(losses, sizes)) / sum(sizes)
+    assert epoch == [pytest.approx(expected, rel=1e-5)]
+
+    rows, losses, _ = _fit_logged(tmp_path / "every3", every=3)
+    steps = [int(r["step"]) for r in rows if r.get("train/loss_step")]
+    assert steps == [s for s in range(len(losses)) if (s + 1) % 3 == 0] and steps
+    assert [r for r in rows if r.get("train/loss_epoch")]
