@@ -18,6 +18,7 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from .compiling import CompileReport, check_compile_args, compile_encoder
 from .errors import QAInputError
@@ -277,7 +278,7 @@ class QAModule(L.LightningModule):
         self.last_eval[split] = {"metrics": result.metrics, "predictions": result.predictions}
         if prefix is not None:
             if not result.metrics:
-                log.warning("%s: no example was evaluated completely: no metrics (val/f1 is logged as NaN)", split)
+                rank_zero_warn(f"{split}: no example was evaluated completely: no metrics (val/f1 is logged as NaN)")
             # Same value on every rank (each decodes the gathered logits), so no reduction is needed.
             for name in ("exact_match", "f1"):
                 self.log(f"{prefix}/{name}", float(result.metrics.get(name, math.nan)), prog_bar=True, sync_dist=False)

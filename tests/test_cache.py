@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import glob
 import json
-import logging
 import os
 import shutil
 
@@ -62,7 +61,7 @@ def built(tmp_path_factory):
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_damaged_cache_is_rebuilt_with_a_warning(built, tmp_path, kind, caplog):
+def test_damaged_cache_is_rebuilt_with_a_warning(built, tmp_path, kind):
     src, path, input_ids = built
     cache = str(tmp_path / "cache")
     shutil.copytree(src, cache)
@@ -71,26 +70,24 @@ def test_damaged_cache_is_rebuilt_with_a_warning(built, tmp_path, kind, caplog):
     damage(kind, path)
     assert KINDS[kind] in verify_split(path)
     dm = make_dm(cache)
-    with caplog.at_level(logging.WARNING, logger="qa_lightning"):
+    with pytest.warns(UserWarning, match=r"feature cache .* is damaged \(.*\); rebuilding it"):
         dm.setup("validate")
     assert dm.cache_status == {"validation": "built"}
-    assert any("is damaged" in r.getMessage() and "rebuilding it" in r.getMessage() for r in caplog.records)
     assert dm.val_dataset["input_ids"] == input_ids and verify_split(path) is None
     assert [p for p in os.listdir(cache) if p.startswith(".")] == []  # nothing left aside
 
 
-def test_unreadable_after_verification_is_rebuilt(built, tmp_path, caplog):
+def test_unreadable_after_verification_is_rebuilt(built, tmp_path):
     src, path, input_ids = built
     cache = str(tmp_path / "cache")
     shutil.copytree(src, cache)
     path = os.path.join(cache, os.path.basename(path))
     os.remove(os.path.join(path, "report.txt"))  # damaged between the check and the read
     rebuilt = []
-    with caplog.at_level(logging.WARNING, logger="qa_lightning"):
+    with pytest.warns(UserWarning, match=r"cannot be read \(FileNotFoundError"):
         examples, features, report = load_split_cache(path, rebuild=lambda p: rebuilt.append(shutil.copytree(
             os.path.join(src, os.path.basename(p)), p)))
     assert rebuilt and features["input_ids"] == input_ids and "40 examples" in report
-    assert any("cannot be read (FileNotFoundError" in r.getMessage() for r in caplog.records)
 
 
 def test_manifest_records_every_file(built):

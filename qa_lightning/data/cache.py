@@ -18,19 +18,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import shutil
 import tempfile
 import uuid
+import warnings
 from typing import Any, Callable, Optional
 
 from .sources import is_local
 
 __all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "discard_split",
            "ensure_split", "load_split_cache"]
-
-log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _EDGE = 1 << 20  # files up to this size are hashed whole; larger ones at both ends (Arrow: schema ... end marker)
@@ -164,7 +162,7 @@ def ensure_split(path: str, build: Callable[[str], None]) -> str:
         problem = verify_split(path)
         if problem is None:
             return "hit"
-        log.warning("feature cache %s is damaged (%s); rebuilding it", path, problem)
+        warnings.warn(f"feature cache {path} is damaged ({problem}); rebuilding it", stacklevel=2)
         discard_split(path)  # a concurrent run's fresh copy lost this way is rebuilt by load_split_cache's fallback
     build(path)
     return "built"
@@ -179,8 +177,9 @@ def load_split_cache(path: str, rebuild: Optional[Callable[[str], None]] = None)
     except Exception as err:  # noqa: BLE001 -- Arrow, JSON and OS errors from a damaged folder
         if rebuild is None:
             raise
-        log.warning("feature cache %s cannot be read (%s: %s); rebuilding it", path, type(err).__name__,
-                    str(err).splitlines()[0][:160] if str(err) else "")
+        first = str(err).splitlines()[0][:160] if str(err) else ""
+        warnings.warn(f"feature cache {path} cannot be read ({type(err).__name__}: {first}); rebuilding it",
+                      stacklevel=2)
         discard_split(path)
         rebuild(path)
         return _read(path)
