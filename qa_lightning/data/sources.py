@@ -43,6 +43,7 @@ class LoadReport:
     source: str
     examples: int = 0
     repaired_answers: int = 0
+    unplaced_kept: int = 0  # evaluation: gold texts not found in their context, kept for scoring
     skipped: dict = field(default_factory=dict)  # reason -> count
 
     def skip(self, reason: str) -> None:
@@ -52,6 +53,8 @@ class LoadReport:
         parts = [f"{self.source}: {self.examples} examples"]
         if self.repaired_answers:
             parts.append(f"{self.repaired_answers} answer offsets repaired")
+        if self.unplaced_kept:
+            parts.append(f"{self.unplaced_kept} gold answers not found in their context (kept for scoring)")
         for reason, n in sorted(self.skipped.items()):
             parts.append(f"{n} skipped ({reason})")
         return ", ".join(parts)
@@ -115,21 +118,25 @@ def _checked_text(row: dict, where: str, source: str, cols: ColumnNames, require
     return context, question
 
 
-def _placed_answers(answers: dict, context: str, report: LoadReport) -> tuple[list[str], list[int]]:
-    """Answers whose text is found in the context (offsets repaired to the nearest occurrence); the rest counted."""
+def _placed_answers(answers: dict, context: str, report: LoadReport, training: bool) -> tuple[list[str], list[int]]:
+    """Training: answers whose text is found in the context (offsets repaired to the nearest occurrence), the rest
+    counted as skipped. Evaluation: every gold text is kept, as the official scripts score against all of them
+    (start -1 where the text is not in the context; an empty list is what marks a v2 question unanswerable)."""
     texts, starts = [], []
     for text, start in zip(answers["text"], answers["answer_start"]):
-        if not isinstance(text, str) or not text:
+        if not isinstance(text, str) or (training and not text):
             report.skip("empty answer text dropped")
             continue
-        fixed = _repair(context, text, start)
-        if fixed is None:
+        fixed = _repair(context, text, start) if text else None
+        if fixed is None and training:
             report.skip("answer text not found in its context")
             continue
-        if fixed != start:
+        if fixed is None:
+            report.unplaced_kept += 1
+        elif fixed != start:
             report.repaired_answers += 1
         texts.append(text)
-        starts.append(fixed)
+        starts.append(-1 if fixed is None else fixed)
     return texts, starts
 
 
@@ -156,7 +163,7 @@ def normalise_records(rows: Iterable[dict], source: str, split: str, cols: Colum
             raise QAInputError(f"{source}: {where}: duplicate id {qid!r} (first seen at {seen[qid]}); ids must be unique")
         seen[qid] = where
         answers = _flat_answers(row.get(cols.answers), where, source, cols)
-        texts, starts = _placed_answers(answers, context, report)
+        texts, starts = _placed_answers(answers, context, report, training)
         if training and answers["text"] and not texts:
             report.skip("training example without a placeable answer")
             continue
