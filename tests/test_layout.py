@@ -112,3 +112,13 @@ def test_installed_wheel_imports_and_runs_from_another_directory(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "model_name_or_path: bert-base-cased" in proc.stdout and "max_length: 384" in proc.stdout
+
+
+def test_readme_layout_table_lists_every_module():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Layout"):readme.index("Where a change goes")]
+    for path in PKG.rglob("*.py"):
+        if path.name in ("__init__.py", "__main__.py"):
+            continue
+        rel = path.relative_to(PKG).as_posix()
+        assert f"`{rel}`" in table or f"`qa_lightning/{rel}`" in table, f"README layout table misses {rel}"
