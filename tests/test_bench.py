@@ -48,6 +48,7 @@ def test_bench_smoke_train_overhead_and_eval_stages(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "--model", "tiny", "--stages", "train,overhead,eval",
                            "--rounds", "2", "--steps", "2", "--ours-steps", "3", "--overhead-steps", "3",
                            "--max-length", "128", "--stride", "32", "--train-file", str(TINY_TRAIN),
+                           "--threads", "1", "--clock", "cpu",
                            "--dev-file", str(TINY_DEV), "--out", str(out), "--work-dir", str(tmp_path / "work")],
                           cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -55,7 +56,7 @@ def test_bench_smoke_train_overhead_and_eval_stages(tmp_path):
     assert "peer: HF Trainer, padded to max_length, 2 steps x 2 rounds" in table
     assert "ours: `python -m qa_lightning fit` (defaults), 3 steps x 2 rounds" in table
     assert "round 1: " in table and "round 2: " in table and "median" in table
-    assert "real tokens per feature: dataset mean" in table
+    assert "real tokens per feature: dataset mean" in table and "process CPU time (--clock cpu)" in table
     for label in ("plain PyTorch loop", "transformers.Trainer, same batches", "ours: `python -m qa_lightning fit`, 3"):
         assert label in table
     assert "ours: `python -m qa_lightning validate`" in table and "projection: 3-epoch recipe" in table
