@@ -11,7 +11,8 @@ What this subclass adds to LightningCLI:
   fp32 on CPU.
 - Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt`` (always the newest state, written by
   ``CrashSafety``); CSV logs under ``<default_root_dir>/lightning_logs/version_N`` (N allocated atomically);
-  after ``fit`` the best model is exported for ``transformers.pipeline`` (``--export.*``, optional hub push) and
+  after ``fit`` the best model is exported as a Hugging Face folder with its model card (``--export.*``, optional hub push;
+  ``python -m qa_lightning ask`` answers from it) and
   ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
 - ``configs/squad_bert_base_cased.yaml`` is the default config when the repository checkout is present (the code
   defaults are the same recipe, so an installed package behaves identically).

@@ -9,7 +9,7 @@ return a dict of new columns, so they work with ``Dataset.map`` or on plain dict
 Behaviour is the reference recipe's, label for label: sliding windows over the context (``truncation`` of the
 context only, ``stride`` tokens of overlap), stripped questions, a window that does not hold the whole answer is
 labelled (CLS, CLS), otherwise the first/last token whose character span touches the answer. Features are stored
-*unpadded*: the collator pads each batch (see ``collate.py``), which is where the speed comes from.
+*unpadded*: the collator pads each batch (see ``batching.py``), which is where the speed comes from.
 
 Tokenizers that pad on the left (XLNet) get the context first and the question second, as the course's exercise
 describes; the CLS index is read from each feature rather than assumed to be 0.
