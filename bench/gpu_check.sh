@@ -8,10 +8,10 @@
 # What it runs, each part under its own timeout, within one overall budget (BUDGET_S, default 450 s):
 #   1. default configuration vs the peer, bert-base shapes, batch 32, bf16, 3 alternating rounds, + the eval stage
 #      (validate on all of dev-v1.1) -> projected time of the 3-epoch recipe; step-time histogram in the details;
-#   2. the same at batch 8 (the recipe's batch size);
-#   3. variants at batch 32 (1 round each), skipped when this checkout's CLI lacks the option:
-#      --data.pad_to_multiple_of 64 | --model.unpadded true | --model.compile_mode reduce-overhead (+ pad 64);
-#   4. the debug config through the CLI on the GPU with the automatic precision (bf16-mixed where supported).
+#   2. variants at batch 32 (1 round each), skipped when this checkout's CLI lacks the option: --model.compile true
+#      (+ pad 64) | reduce-overhead CUDA graphs (+ length buckets) | batch 8 | --model.unpadded true | pad 64;
+#   3. the debug config through the CLI on the GPU with the automatic precision (bf16-mixed where supported),
+#      then `ask` on its export on the GPU and on the CPU.
 # Every part writes OUT_DIR/<part>.md (the table) and OUT_DIR/<part>.log; the summary goes to stdout and
 # OUT_DIR/summary.txt. Dry run on a CPU (tiny model, a few steps): DEVICE=cpu MODEL=tiny QUICK=1 bash bench/gpu_check.sh D
 set -u -o pipefail
@@ -94,18 +94,19 @@ run() {
   fi
 }
 
-run b32-default 200 --batch-size 32 --rounds "$ROUNDS" --stages train,eval "${STEPS[@]}"
-run b8-default 120 --batch-size 8 --rounds "$ROUNDS" --stages train "${STEPS[@]}"
-if has_option data pad_to_multiple_of; then
-  run b32-pad64 90 --batch-size 32 --rounds 1 --stages train "${STEPS[@]}" --ours-args "--data.pad_to_multiple_of 64"
-else say "-- b32-pad64: skipped (no --data.pad_to_multiple_of)"; fi
-if has_option model unpadded; then
-  run b32-unpadded 90 --batch-size 32 --rounds 1 --stages train "${STEPS[@]}" --ours-args "--model.unpadded true"
-else say "-- b32-unpadded: skipped (no --model.unpadded)"; fi
-if has_option model compile_mode; then
-  run b32-reduce-overhead 150 --batch-size 32 --rounds 1 --stages train "${STEPS[@]}" \
-    --ours-args "--model.compile_mode reduce-overhead --data.pad_to_multiple_of 64"
-else say "-- b32-reduce-overhead: skipped (no --model.compile_mode)"; fi
+# Parts in order of priority: each is skipped once the budget is spent.
+run b32-default 180 --batch-size 32 --rounds "$ROUNDS" --stages train,eval "${STEPS[@]}"
+variant() {  # variant PART CAP SECTION OPTION "OURS ARGS": one round at batch 32 when this CLI has the option
+  if has_option "$3" "$4"; then
+    run "$1" "$2" --batch-size 32 --rounds 1 --stages train "${STEPS[@]}" --ours-args "$5"
+  else say "-- $1: skipped (no --$3.$4)"; fi
+}
+variant b32-compile-pad64 130 model compile "--model.compile true --data.pad_to_multiple_of 64"
+variant b32-compile-ro-buckets 150 model compile_mode \
+  "--model.compile true --model.compile_mode reduce-overhead --model.compile_dynamic false --data.length_buckets auto"
+run b8-default 70 --batch-size 8 --rounds 1 --stages train "${STEPS[@]}"
+variant b32-unpadded 70 model unpadded "--model.unpadded true"
+variant b32-pad64 60 data pad_to_multiple_of "--data.pad_to_multiple_of 64"
 
 t=$(left)
 if [ "$t" -ge 40 ]; then
@@ -117,5 +118,12 @@ if [ "$t" -ge 40 ]; then
     --data.cache_dir /tmp/gpu_check_work/debug-cache --trainer.enable_progress_bar false > "$OUTDIR/cli-debug.log" 2>&1
   say "   rc=$? $(grep -m1 -iE 'mixed precision|bf16|16-mixed' "$OUTDIR/cli-debug.log")"
   say "   $(cat /tmp/gpu_check_debug/lightning_logs/version_*/eval_results.json 2>/dev/null | tr -d '\n ' | tail -c 300)"
+  # ask on the export, on the device (the inference path's autocast), against the same question on the CPU
+  exp=$(ls -d /tmp/gpu_check_debug/lightning_logs/version_*/export 2>/dev/null | head -1)
+  if [ -n "$exp" ]; then
+    q=(--question "Which NFL team represented the AFC at Super Bowl 50?" --context "Super Bowl 50 was an American football game. The American Football Conference (AFC) champion Denver Broncos defeated the National Football Conference (NFC) champion Carolina Panthers 24-10.")
+    say "   ask on $DEVICE: $(timeout 60 $PY -m qa_lightning ask --model "$exp" --device "$DEVICE" "${q[@]}" 2>&1 | tail -n 2 | tr '\n' ' ')"
+    say "   ask on cpu:  $(timeout 60 $PY -m qa_lightning ask --model "$exp" --device cpu "${q[@]}" 2>&1 | tail -n 2 | tr '\n' ' ')"
+  fi
 else say "-- cli-debug: skipped (budget spent)"; fi
 say "== done in $(( $(date +%s) - START ))s; tables in $OUTDIR"
