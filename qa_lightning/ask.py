@@ -9,7 +9,8 @@ reads JSON lines ``{"id", "question", "context"}`` from stdin and writes ``{"id"
 "score"}`` lines to stdout, in order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models).
 ``--model`` is an export folder (``<run folder>/export``) or a ``.ckpt`` of ``fit``; the windowing and decoding
 settings default to the ones the model was trained and evaluated with. Mistakes end with one ``error:`` line and
-exit status 2. The work is done by :class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
+exit status 2 (``__main__.py`` runs it inside ``errors.user_errors``). The work is done by
+:class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional
 
-from .errors import QAInputError
+from .errors import OneLineParser, QAInputError
 
-__all__ = ["main", "read_jsonl"]
+__all__ = ["run", "read_jsonl"]
 
 # Command line flag -> QAModel setting (None: keep the recorded one).
 _OVERRIDES = {"max_length": "max_length", "stride": "stride", "n_best": "n_best",
@@ -30,13 +30,8 @@ _OVERRIDES = {"max_length": "max_length", "stride": "stride", "n_best": "n_best"
               "batch_size": "batch_size"}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise QAInputError(f"{message} (see `python -m qa_lightning ask --help`)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
+    p = OneLineParser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:6]))
     p.add_argument("--model", help="export folder of a run (<run folder>/export) or a .ckpt written by fit")
     p.add_argument("--question", help="the question (without it: JSON lines on stdin)")
@@ -116,6 +111,7 @@ def _record(rec: dict, answers, top_k: int) -> dict:
 
 
 def run(argv: list[str]) -> None:
+    """``python -m qa_lightning ask ARGS``; raises :class:`QAInputError` for user mistakes."""
     args = build_parser().parse_args(argv)
     if not args.model:
         raise QAInputError("--model is required: the export folder of a run (<run folder>/export) or a .ckpt")
@@ -148,19 +144,3 @@ def run(argv: list[str]) -> None:
         return
     for rec, ans in zip(records, answers):
         sys.stdout.write(json.dumps(_record(rec, ans, args.top_k), ensure_ascii=False) + "\n")
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m qa_lightning ask``; user mistakes: one ``error:`` line and exit status 2."""
-    from .hf import env_defaults
-
-    env_defaults()
-    try:
-        run(sys.argv[1:] if argv is None else list(argv))
-    except QAInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from .data.batching import QACollator
-from .data.features import check_window_args, prepare_validation_features
+from .data.features import check_window_args, cls_positions, cls_token_id, prepare_validation_features
 from .data.samplers import sorted_by_length
 from .errors import QAInputError
 from .evaluation.decoding import apply_null_rule, decode_nbest, null_scores
 from .evaluation.evalset import offsets_array
 from .evaluation.gather import align_logits
-from .export import DEFAULT_SETTINGS, SETTINGS_FILE, inference_settings
+from .export import SETTINGS, SETTINGS_FILE, inference_settings, model_from_checkpoint
 
 __all__ = ["Answer", "QAModel", "load_model_and_settings"]
 
@@ -70,25 +70,25 @@ def _is_qa_config(path: str) -> tuple[bool, list]:
 
 def load_model_and_settings(path: str):
     """``(model, tokenizer, settings)`` from an export folder or a QAModule ``.ckpt``."""
-    from .hf import build_model, load_tokenizer
-
     if os.path.isdir(path):
+        from .hf import build_model, load_tokenizer
+
         ok, archs = _is_qa_config(path)
         if not ok:
             raise QAInputError(f"{path}: not a question-answering model (architectures {archs}); fine-tune it first "
                                "with `python -m qa_lightning fit` and pass its export folder")
-        settings = dict(DEFAULT_SETTINGS)
+        meta = {}
         if os.path.isfile(os.path.join(path, SETTINGS_FILE)):
             with open(os.path.join(path, SETTINGS_FILE)) as fh:
-                settings.update({k: v for k, v in json.load(fh).items() if k in DEFAULT_SETTINGS})
+                meta = json.load(fh)
+        settings = {k: meta[k] for k in SETTINGS if k in meta}
+        if len(settings) < len(SETTINGS):  # not recorded (a plain HF folder): from its hyper-parameters or defaults
+            settings = {**inference_settings(meta.get("hyper_parameters", {}), meta.get("data", {})), **settings}
         return build_model(path, pretrained=True).eval(), load_tokenizer(path), settings
     if os.path.isfile(path):
-        from .export import load_checkpoint, model_from_checkpoint
-
-        ckpt = load_checkpoint(path)
-        model, tokenizer, _ = model_from_checkpoint(ckpt, path)
-        settings = inference_settings(ckpt.get("hyper_parameters", {}), ckpt.get("datamodule_hyper_parameters", {}))
-        return model, tokenizer, settings
+        model, tokenizer, ckpt = model_from_checkpoint(path)
+        data_hp = ckpt.get("datamodule_hyper_parameters", {})
+        return model, tokenizer, inference_settings(ckpt["hyper_parameters"], data_hp)
     raise QAInputError(f"{path}: no such model folder or checkpoint; pass the export folder of a run "
                        "(<run folder>/export) or a .ckpt")
 
@@ -113,15 +113,16 @@ class QAModel:
         tokenizer: its fast tokenizer.
         settings: ``max_length``, ``stride``, ``n_best``, ``max_answer_length``, ``version_2_with_negative``,
             ``null_score_diff_threshold``, ``batch_size``, ``pad_to_multiple_of``, ``pad_to_max_length``,
-            ``sort_by_length`` (missing keys: the training defaults).
+            ``sort_by_length`` (missing keys: the constructors' defaults of the module and data module).
         device: "cpu", "cuda", ... (None: CUDA when available, else CPU).
     """
 
     def __init__(self, model, tokenizer, settings: Optional[dict] = None, device: Optional[str] = None):
-        unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
+        unknown = set(settings or {}) - set(SETTINGS)
         if unknown:
-            raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-        self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
+            raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+        missing = set(SETTINGS) - set(settings or {})
+        self.settings = {**(inference_settings({}, {}) if missing else {}), **(settings or {})}
         try:
             check_window_args(int(self.settings["max_length"]), int(self.settings["stride"]))
         except ValueError as err:
@@ -174,8 +175,7 @@ class QAModel:
 
     def _v2(self, start, end, feats, f2e, nbest, top_k) -> list[list[Answer]]:
         """The v2 null rule as evaluation applies it; a winning "no answer" comes first."""
-        cls_id = self.tokenizer.cls_token_id
-        cls = np.array([ids.index(cls_id) if cls_id in ids else 0 for ids in feats["input_ids"]], dtype=np.int64)
+        cls = cls_positions(feats["input_ids"], cls_token_id(self.tokenizer))
         nulls = null_scores(start, end, cls, f2e, len(nbest))
         thr = float(self.settings["null_score_diff_threshold"])
         _, odds = apply_null_rule(nbest, nulls, thr)  # the rule evaluation applies: "" when odds > thr

@@ -20,11 +20,11 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import uuid
 import warnings
 from typing import Any, Callable, Optional
 
+from ..files import atomic_path
 from .sources import is_local
 
 __all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "discard_split",
@@ -78,10 +78,8 @@ def _quiet_datasets():
 
 def save_split(path: str, examples, features, report: str) -> None:
     """Write examples, features and the one-line preprocessing report to ``path`` atomically."""
-    root = os.path.dirname(os.path.abspath(path))
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=root)
-    try:
+    # atomic: a half-written cache is never visible; a concurrent writer's identical copy, if first, is kept
+    with atomic_path(path, folder=True, keep_existing=True) as tmp:
         with _quiet_datasets():
             examples.save_to_disk(os.path.join(tmp, "examples"))
             features.save_to_disk(os.path.join(tmp, "features"))
@@ -89,13 +87,6 @@ def save_split(path: str, examples, features, report: str) -> None:
             fh.write(report + "\n")
         with open(os.path.join(tmp, MANIFEST), "w") as fh:  # last: it describes everything above
             json.dump(_scan(tmp), fh, indent=1, sort_keys=True)
-        try:
-            os.replace(tmp, path)  # atomic: a half-written cache is never visible
-        except OSError:
-            if not os.path.isdir(path):  # a concurrent writer did not win either: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _digest(path: str, size: int) -> str:

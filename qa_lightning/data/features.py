@@ -27,6 +27,8 @@ __all__ = [
     "prepare_validation_features",
     "check_window_args",
     "label_window",
+    "cls_token_id",
+    "cls_positions",
     "tokenize_split",
 ]
 
@@ -118,16 +120,35 @@ def label_window(offsets: Sequence, context_start: int, context_end: int, start_
     return start, end
 
 
-def _cls_index(input_ids: Sequence[int], tokenizer: Any) -> int:
-    cls_id = tokenizer.cls_token_id
-    if cls_id is None:
-        cls_id = tokenizer.bos_token_id
-    if cls_id is None:
-        return 0
-    try:
-        return list(input_ids).index(cls_id)
-    except ValueError:
-        return 0
+def cls_token_id(tokenizer: Any) -> Optional[int]:
+    """The token whose position labels a window without the answer: CLS, else BOS (None: position 0)."""
+    return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+
+
+def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
+    """(F,) int64 index of the first ``cls_id`` in each feature (0 when absent); XLNet puts it last.
+
+    ``input_ids``: a ``datasets.Dataset`` with an ``input_ids`` column (its Arrow buffers are read directly) or a
+    list of rows of ids. The one CLS rule of training labels, evaluation and ``QAModel``.
+    """
+    import pyarrow as pa
+
+    if hasattr(input_ids, "data") and hasattr(input_ids, "column_names"):  # a datasets.Dataset
+        if getattr(input_ids, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
+            input_ids = input_ids.flatten_indices()
+        col = input_ids.data.column("input_ids").combine_chunks()
+    else:
+        col = pa.array([list(row) for row in input_ids], type=pa.list_(pa.int64()))
+    outer = col.offsets.to_numpy()  # (F+1,)
+    out = np.zeros(len(outer) - 1, dtype=np.int64)
+    if cls_id is None or len(out) == 0:
+        return out
+    values = col.values.to_numpy()[outer[0]:outer[-1]]
+    hits = np.flatnonzero(values == cls_id)
+    rows = np.searchsorted(outer[1:] - outer[0], hits, side="right")
+    first_rows, first = np.unique(rows, return_index=True)
+    out[first_rows] = hits[first] - (outer[first_rows] - outer[0])
+    return out
 
 
 def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
@@ -149,10 +170,11 @@ def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384
     sample_map = enc.pop("overflow_to_sample_mapping")
     offset_mapping = enc.pop("offset_mapping")
     answers = examples[answer_column]
+    cls_at = cls_positions(enc["input_ids"], cls_token_id(tokenizer))  # (F,)
     starts, ends = [], []
     for i, offsets in enumerate(offset_mapping):
         answer = answers[sample_map[i]]
-        cls = _cls_index(enc["input_ids"][i], tokenizer)
+        cls = int(cls_at[i])
         if not answer["answer_start"]:  # unanswerable (SQuAD v2)
             starts.append(cls)
             ends.append(cls)
