@@ -154,9 +154,8 @@ def model_settings(ckpt: dict, model_cfg, given: set[str] | None) -> dict:
 def check_weights_fit(model, ckpt: dict, path: str) -> None:
     """Refuse a checkpoint whose weights have other names or shapes than the model built for this run."""
     detail = weights_mismatch(model.state_dict(), ckpt["state_dict"])
-    if detail is None:
-        return
-    trained = (ckpt.get("hyper_parameters") or {}).get("model_name_or_path")
-    raise QAInputError(f"--ckpt_path {path}: its weights do not fit this run's model (another architecture: "
-                       f"{detail}); it was trained with --model.model_name_or_path {trained}: pass that (or a "
-                       "checkpoint of this model)")
+    if detail is not None:
+        trained = (ckpt.get("hyper_parameters") or {}).get("model_name_or_path")
+        raise QAInputError(f"--ckpt_path {path}: its weights do not fit this run's model (another architecture: "
+                           f"{detail}); it was trained with --model.model_name_or_path {trained}: pass that (or a "
+                           "checkpoint of this model)")

@@ -14,10 +14,8 @@ What this subclass adds to LightningCLI:
   after ``fit`` the best model is exported as a Hugging Face folder with its model card (``--export.*``, optional hub push;
   ``python -m qa_lightning ask`` answers from it) and
   ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
-- The defaults are the reference recipe: the constructor signatures of ``QAModule`` and ``SquadDataModule``, plus
-  ``PARSER_DEFAULTS`` for the Lightning classes (Trainer, checkpointing) whose signatures are not ours; no default
-  config file, so a checkout and an installed package behave the same.
-- ``--help`` lists ``ask`` and ``export`` too (they run without this CLI, see ``__main__.py``).
+- The defaults are the recipe: our constructor signatures, plus ``PARSER_DEFAULTS`` for Lightning's classes (no
+  default config file: a checkout and an installed package behave the same). ``--help`` lists ``ask``/``export`` too.
 - ``--ckpt_path`` is checked before Lightning reads it and the checkpoint's model settings merge under the
   command line's (``checkpoints.py``).
 - User mistakes (missing files, malformed data, no network for the hub, a damaged checkpoint) end with one
@@ -26,7 +24,6 @@ What this subclass adds to LightningCLI:
 
 from __future__ import annotations
 
-import os
 import sys
 
 import torch
@@ -43,8 +40,6 @@ from .hf import env_defaults
 from .module import QAModule
 
 __all__ = ["QACLI", "main", "PARSER_DEFAULTS", "run_folders"]
-
-DESCRIPTION = "Fine-tune Hugging Face encoders for extractive question answering (SQuAD) with PyTorch Lightning."
 
 # The recipe's values for the Lightning classes (our own classes' defaults are their signatures). Set through the
 # parser so --print_config shows them and flags can change them.
@@ -87,7 +82,7 @@ class QACLI(LightningCLI):
         super()._add_subcommands(parser, **kwargs)
         from .__main__ import COMMANDS  # dispatched before this CLI is built; listed so that --help shows all
 
-        for name, (_, summary) in COMMANDS.items():
+        for name, summary in COMMANDS.items():
             parser._subcommands_action.add_subcommand(name, LightningArgumentParser(description=summary), help=summary)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
@@ -128,11 +123,11 @@ class QACLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> QACLI:
-    """Run ``fit|validate|test|predict`` (``args``: the command line without the program; None: ``sys.argv``) and
-    return the CLI; user errors become one line on stderr and exit status 2. ``python -m qa_lightning`` and the
-    ``qa-lightning`` script come here through ``__main__.main``; in-process runs call it directly."""
+    """Run ``fit|validate|test|predict`` (``args``: the command line without the program; None: ``sys.argv``), the
+    way ``__main__.main`` and in-process runs do; returns the CLI. User errors: one ``error:`` line, exit status 2."""
     env_defaults()
-    prog = "qa-lightning" if os.path.basename(sys.argv[0]) == "qa-lightning" else "python -m qa_lightning"
+    prog = "qa-lightning" if sys.argv[0].endswith("qa-lightning") else "python -m qa_lightning"  # not __main__.py
+    about = sys.modules[__package__].__doc__.splitlines()[0]  # the package's one-line description
     with user_errors():
-        return QACLI(QAModule, SquadDataModule, seed_everything_default=42, parser_kwargs={"prog": prog, "description": DESCRIPTION},
-                     save_config_kwargs={"overwrite": True}, args=args)
+        return QACLI(QAModule, SquadDataModule, seed_everything_default=42, save_config_kwargs={"overwrite": True},
+                     parser_kwargs={"prog": prog, "description": about}, args=args)

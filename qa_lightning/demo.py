@@ -116,12 +116,6 @@ def run_ask_example(cmd: list[str], gold: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m qa_lightning.demo``; user mistakes: one ``error:`` line, exit 2 (``errors.user_errors``)."""
-    with user_errors():
-        run(sys.argv[1:] if argv is None else list(argv))
-
-
-def run(argv: list[str]) -> None:
     parser = OneLineParser(prog="python -m qa_lightning.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--no-pipeline-check", action="store_true", help="skip the transformers.pipeline comparison")
@@ -163,4 +157,5 @@ def run(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors():  # user mistakes: one ``error:`` line, exit status 2, as every command
+        main()

@@ -1,9 +1,8 @@
 """User-facing errors: one line that names the file, row or option and what to do.
 
-Every command (``python -m qa_lightning fit|validate|test|predict|ask|export``, the demo) runs inside
-:func:`user_errors`, which prints a :class:`QAInputError` as ``error: <message>`` and exits with status 2 instead of
-a traceback; library users get a normal ``ValueError`` subclass. :class:`OneLineParser` makes argparse's own usage
-mistakes such an error too.
+Every command (``python -m qa_lightning SUBCOMMAND``, the demo) runs inside :func:`user_errors`, which prints a
+:class:`QAInputError` as ``error: <message>`` and exits with status 2 instead of a traceback; library users get a
+normal ``ValueError`` subclass.
 """
 
 from __future__ import annotations
@@ -31,8 +30,7 @@ def user_errors() -> Iterator[None]:
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """``argparse`` for the commands that need no Lightning (``ask``, ``export``, the demo): a usage mistake is a
-    :class:`QAInputError` (one line) rather than a usage block."""
+    """``argparse`` whose usage mistakes are a :class:`QAInputError` (one line), not a usage block (ask, export, demo)."""
 
     def error(self, message: str) -> None:
         raise QAInputError(f"{message} (see `{self.prog} --help`)")

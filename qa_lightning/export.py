@@ -8,9 +8,8 @@ windowing and decoding settings the model was trained and evaluated with, its la
 trained) and ``README.md``, a model card the Hugging Face Hub renders (``card.py``). ``qa_lightning ask`` and
 ``qa_lightning.infer.QAModel`` read the settings from ``qa_lightning.json``; plain
 ``AutoModelForQuestionAnswering.from_pretrained(OUT_DIR)`` loads the model. At the end of ``fit`` the CLI's
-``ExportCallback`` (``callbacks.py``) exports the best checkpoint. A checkpoint is read by
-``resume.read_checkpoint`` (``weights_only``: no code in the file runs), the model is built from the checkpoint's
-own settings and its weights are checked name by name against that model's. No Lightning is imported here.
+``ExportCallback`` (``callbacks.py``) exports the best checkpoint, read safely (``resume.read_checkpoint``) into the
+model its settings describe, weights checked by name. No Lightning is imported here.
 """
 
 from __future__ import annotations
@@ -36,31 +35,24 @@ RUN_KEY = "qa_lightning_run"  # what ExportCallback stores in every checkpoint: 
 # What inference (QAModel, ask) needs to window and decode as evaluation did.
 SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "version_2_with_negative",
             "null_score_diff_threshold", "batch_size", "pad_to_multiple_of", "pad_to_max_length", "sort_by_length")
-# The hyper-parameters they come from: the module's, the data module's.
-_MODULE_KEYS = ("n_best", "max_answer_length", "null_score_diff_threshold")
-_DATA_KEYS = ("max_length", "stride", "pad_to_multiple_of", "pad_to_max_length", "sort_eval_by_length", "batch_size",
-              "eval_batch_size", "version_2_with_negative", "dataset_name")
-
-
-def constructor_defaults() -> tuple[dict, dict]:
-    """``QAModule``'s and ``SquadDataModule``'s signature defaults. Imports Lightning: only asked for when a
-    setting was not recorded."""
-    from .data.datamodule import SquadDataModule
-    from .module import QAModule
-
-    return tuple({name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                  if p.default is not inspect.Parameter.empty} for cls in (QAModule, SquadDataModule))
+# The hyper-parameters (of the module and the data module) they come from.
+_HPARAMS = ("n_best", "max_answer_length", "null_score_diff_threshold", "max_length", "stride", "pad_to_max_length",
+            "pad_to_multiple_of", "sort_eval_by_length", "batch_size", "eval_batch_size", "version_2_with_negative",
+            "dataset_name")
 
 
 def inference_settings(module_hp: dict, data_hp: dict) -> dict:
     """The :data:`SETTINGS` a model was trained and evaluated with, from the module's and the data module's
-    hyper-parameters (a hyper-parameter that was not recorded takes its constructor default)."""
-    if any(k not in module_hp for k in _MODULE_KEYS) or any(k not in data_hp for k in _DATA_KEYS):
-        module_defaults, data_defaults = constructor_defaults()
-        module_hp, data_hp = {**module_defaults, **module_hp}, {**data_defaults, **data_hp}
-    out = {k: module_hp[k] for k in _MODULE_KEYS}
-    out.update({k: data_hp[k] for k in ("max_length", "stride", "pad_to_multiple_of", "pad_to_max_length")})
-    return {**out, **evaluation_settings(data_hp), "sort_by_length": bool(data_hp["sort_eval_by_length"])}
+    hyper-parameters; one not recorded takes its constructor default (``inspect``: imports Lightning, only then)."""
+    hp = {**module_hp, **data_hp}
+    if any(k not in hp for k in _HPARAMS):
+        from .data.datamodule import SquadDataModule
+        from .module import QAModule
+
+        hp = {**{k: p.default for cls in (QAModule, SquadDataModule)
+                 for k, p in inspect.signature(cls.__init__).parameters.items()}, **hp}
+    return {**{k: hp[k] for k in SETTINGS if k in hp}, **evaluation_settings(hp),
+            "sort_by_length": bool(hp["sort_eval_by_length"])}
 
 
 def _plain(obj: Any) -> Any:
@@ -113,7 +105,7 @@ def model_from_checkpoint(ckpt_path: str, model_name_or_path: Optional[str] = No
     if problem:
         raise QAInputError(f"{ckpt_path}: its weights do not fit the model '{name}' built from its settings "
                            f"({problem}); pass a checkpoint written by `python -m qa_lightning fit`")
-    model.load_state_dict(state, strict=False)  # strict but for the optional buffers weights_mismatch allows
+    model.load_state_dict(state)
     return model.eval(), load_tokenizer(name), ckpt
 
 

@@ -32,8 +32,9 @@ from .evaluation.decoding import apply_null_rule, decode_nbest, null_scores
 from .evaluation.evalset import offsets_array
 from .evaluation.gather import align_logits
 from .export import SETTINGS, SETTINGS_FILE, inference_settings, model_from_checkpoint
+from .hf import build_model, load_tokenizer
 
-__all__ = ["Answer", "QAModel", "load_model_and_settings"]
+__all__ = ["Answer", "QAModel", "load_model_and_settings", "check_record"]
 
 
 @dataclass
@@ -58,25 +59,23 @@ class Answer:
     threshold: Optional[float] = None
 
 
-def _is_qa_config(path: str) -> tuple[bool, list]:
+def _check_qa_folder(path: str) -> None:
+    """One line for a folder without a question-answering model."""
     try:
         with open(os.path.join(path, "config.json")) as fh:
             archs = json.load(fh).get("architectures") or []
     except (OSError, ValueError):
         raise QAInputError(f"{path}: not a model folder (no readable config.json); pass the export folder of a run "
                            "(<run folder>/export) or a .ckpt written by `python -m qa_lightning fit`") from None
-    return any(a.endswith("ForQuestionAnswering") for a in archs), archs
+    if not any(a.endswith("ForQuestionAnswering") for a in archs):
+        raise QAInputError(f"{path}: not a question-answering model (architectures {archs}); fine-tune it first "
+                           "with `python -m qa_lightning fit` and pass its export folder")
 
 
 def load_model_and_settings(path: str):
     """``(model, tokenizer, settings)`` from an export folder or a QAModule ``.ckpt``."""
     if os.path.isdir(path):
-        from .hf import build_model, load_tokenizer
-
-        ok, archs = _is_qa_config(path)
-        if not ok:
-            raise QAInputError(f"{path}: not a question-answering model (architectures {archs}); fine-tune it first "
-                               "with `python -m qa_lightning fit` and pass its export folder")
+        _check_qa_folder(path)
         meta = {}
         if os.path.isfile(os.path.join(path, SETTINGS_FILE)):
             with open(os.path.join(path, SETTINGS_FILE)) as fh:
@@ -93,7 +92,8 @@ def load_model_and_settings(path: str):
                        "(<run folder>/export) or a .ckpt")
 
 
-def _check(record: dict, where: str) -> tuple[str, str]:
+def check_record(record: dict, where: str) -> tuple[str, str]:
+    """``(question, context)`` of a record, or a :class:`QAInputError` naming ``where`` and what is wrong."""
     if not isinstance(record, dict):
         raise QAInputError(f"{where}: expected an object with 'question' and 'context', got {type(record).__name__}")
     values = []
@@ -118,11 +118,10 @@ class QAModel:
     """
 
     def __init__(self, model, tokenizer, settings: Optional[dict] = None, device: Optional[str] = None):
-        unknown = set(settings or {}) - set(SETTINGS)
+        settings, unknown = dict(settings or {}), set(settings or {}) - set(SETTINGS)
         if unknown:
             raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
-        missing = set(SETTINGS) - set(settings or {})
-        self.settings = {**(inference_settings({}, {}) if missing else {}), **(settings or {})}
+        self.settings = settings if set(settings) == set(SETTINGS) else {**inference_settings({}, {}), **settings}
         try:
             check_window_args(int(self.settings["max_length"]), int(self.settings["stride"]))
         except ValueError as err:
@@ -153,7 +152,8 @@ class QAModel:
         """Answers for many ``{"question", "context"}`` records (in order), batched by length like evaluation."""
         if top_k < 1:
             raise QAInputError(f"top_k must be >= 1, got {top_k}")
-        pairs = [_check(r, f"record {r.get('id', i) if isinstance(r, dict) else i}") for i, r in enumerate(records)]
+        pairs = [check_record(r, f"record {r.get('id', i) if isinstance(r, dict) else i}")
+                 for i, r in enumerate(records)]
         if not pairs:
             return []
         s = self.settings

@@ -10,9 +10,7 @@
 The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
 run killed mid-epoch and resumed with ``--ckpt_path last`` ends with the weights of an uninterrupted run. A checkpoint
 is read on the CPU, memory-mapped and with ``weights_only=True`` (no code runs from the file) before Lightning sees
-it, so a damaged or foreign file is one sentence, not a traceback; ``read_checkpoint`` is the only reader of
-``.ckpt`` files in the package (fit/validate/test/predict, ``last``, export, ``ask``, ``QAModel``). No Lightning
-import here.
+it, so a damaged or foreign file is one sentence, not a traceback. The package's only ``.ckpt`` reader. No Lightning.
 """
 
 from __future__ import annotations
@@ -107,16 +105,10 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
-# Buffers some transformers versions save and others do not (not learned): never a reason to refuse weights.
-_OPTIONAL_WEIGHTS = ("position_ids",)
-
-
 def weights_mismatch(expected: dict, saved: dict) -> Optional[str]:
-    """None when ``saved`` (name -> tensor) has the names and shapes of ``expected`` (a model's own
-    ``state_dict()``); otherwise one phrase: the first weight of another shape, else the missing and unexpected
-    names. No name is assumed (every architecture names its QA head differently)."""
-    mine = {k: tuple(v.shape) for k, v in expected.items() if not k.endswith(_OPTIONAL_WEIGHTS)}
-    theirs = {k: tuple(v.shape) for k, v in saved.items() if not k.endswith(_OPTIONAL_WEIGHTS)}
+    """None when ``saved`` (name -> tensor) has the names and shapes of ``expected`` (a model's ``state_dict()``);
+    else one phrase: the first weight of another shape, or the missing and unexpected names (no name assumed)."""
+    mine, theirs = ({k: tuple(v.shape) for k, v in state.items()} for state in (expected, saved))
     bad = [k for k in mine if k in theirs and mine[k] != theirs[k]]
     if bad:
         return f"{bad[0]} is {theirs[bad[0]]} there, {mine[bad[0]]} here"

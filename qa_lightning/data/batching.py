@@ -22,8 +22,7 @@ __all__ = ["QACollator", "NON_MODEL_KEYS", "default_num_workers", "evaluation_se
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
-# Batch entries that are bookkeeping, not model inputs: the feature's row (evaluation gathers by it) and the
-# padding added on the left (to shift logits back).
+# Batch entries that are bookkeeping, not model inputs: the feature's row and the padding added on the left
 NON_MODEL_KEYS = ("feature_index", "pad_left")
 
 
@@ -95,8 +94,7 @@ def default_num_workers(requested: int | None) -> int:
 
 
 def evaluation_settings(hp: Mapping) -> dict:
-    """How a data module with hyper-parameters ``hp`` evaluates (``SquadDataModule`` and the inference settings of
-    its checkpoints both ask here): ``batch_size``, ``eval_batch_size`` or else 4x the training batch (no gradients
-    are kept), and ``version_2_with_negative``, also on for the hub's ``squad_v2``."""
+    """How a data module with hyper-parameters ``hp`` evaluates (asked by ``SquadDataModule`` and ``export``):
+    ``batch_size``, else 4x the training batch (no gradients kept); ``version_2_with_negative``, also for squad_v2."""
     return {"batch_size": int(hp["eval_batch_size"] or 4 * int(hp["batch_size"])),
             "version_2_with_negative": bool(hp["version_2_with_negative"] or hp["dataset_name"] == "squad_v2")}

@@ -22,15 +22,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = [
-    "prepare_train_features",
-    "prepare_validation_features",
-    "check_window_args",
-    "label_window",
-    "cls_token_id",
-    "cls_positions",
-    "tokenize_split",
-]
+__all__ = ["prepare_train_features", "prepare_validation_features", "check_window_args", "label_window",
+           "cls_token_id", "cls_positions", "arrow_column", "tokenize_split"]
 
 
 def check_window_args(max_length: int, stride: int) -> None:
@@ -125,20 +118,20 @@ def cls_token_id(tokenizer: Any) -> Optional[int]:
     return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
 
 
-def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
-    """(F,) int64 index of the first ``cls_id`` in each feature (0 when absent); XLNet puts it last.
-
-    ``input_ids``: a ``datasets.Dataset`` with an ``input_ids`` column (its Arrow buffers are read directly) or a
-    list of rows of ids. The one CLS rule of training labels, evaluation and ``QAModel``.
-    """
+def arrow_column(rows, name: str, item_type=None):
+    """The ``name`` column of a ``datasets.Dataset`` as one Arrow ``ListArray`` (its buffers: no slow Python objects),
+    or a list of rows of ``item_type`` (default int64) items as one."""
     import pyarrow as pa
 
-    if hasattr(input_ids, "data") and hasattr(input_ids, "column_names"):  # a datasets.Dataset
-        if getattr(input_ids, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
-            input_ids = input_ids.flatten_indices()
-        col = input_ids.data.column("input_ids").combine_chunks()
-    else:
-        col = pa.array([list(row) for row in input_ids], type=pa.list_(pa.int64()))
+    if hasattr(rows, "with_format"):  # a datasets.Dataset, select()/shuffle() views included
+        return rows.with_format("arrow")[name].combine_chunks()
+    return pa.array([list(row) for row in rows], type=pa.list_(item_type or pa.int64()))
+
+
+def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
+    """(F,) int64 index of the first ``cls_id`` in each feature of ``input_ids`` (rows, or a Dataset: see
+    :func:`arrow_column`), 0 when absent; XLNet puts it last. The CLS rule of labels, evaluation and ``QAModel``."""
+    col = arrow_column(input_ids, "input_ids")
     outer = col.offsets.to_numpy()  # (F+1,)
     out = np.zeros(len(outer) - 1, dtype=np.int64)
     if cls_id is None or len(out) == 0:

@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..data.features import cls_positions
+from ..data.features import arrow_column, cls_positions
 
 __all__ = ["EvalSet", "build_eval_set", "offsets_array"]
 
@@ -47,12 +47,7 @@ def offsets_array(features, width: Optional[int] = None) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if hasattr(features, "data") and hasattr(features, "column_names"):  # a datasets.Dataset
-        if getattr(features, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
-            features = features.flatten_indices()
-        col = features.data.column("offset_mapping").combine_chunks()  # list<list<int>>, inner lists nullable
-    else:
-        col = pa.array([list(row) for row in features], type=pa.list_(pa.list_(pa.int64())))
+    col = arrow_column(features, "offset_mapping", pa.list_(pa.int64()))  # list<list<int>>, inner lists nullable
     outer = col.offsets.to_numpy()  # (F+1,)
     lengths = np.diff(outer)
     inner = col.values.slice(int(outer[0]), int(outer[-1] - outer[0]))
