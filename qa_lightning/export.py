@@ -99,7 +99,7 @@ def model_from_checkpoint(ckpt_path: str, model_name_or_path: Optional[str] = No
         raise QAInputError(f"{ckpt_path}: {why}") from None
     hp = ckpt["hyper_parameters"]
     name = model_name_or_path or hp["model_name_or_path"]
-    model = build_model(name, pretrained=False, attn_implementation=hp.get("attn_implementation", "sdpa"))
+    model = build_model(name, pretrained=False, **{k: hp[k] for k in ("attn_implementation", "dropout") if k in hp})
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items()}  # read_checkpoint: all are model.*
     problem = weights_mismatch(model.state_dict(), state)
     if problem:

@@ -12,6 +12,7 @@ import torch
 
 from qa_lightning.errors import QAInputError
 from qa_lightning.infer import QAModel
+from qa_lightning.resume import find_last_checkpoint
 from conftest import ROOT, debug_args, run_cli
 
 
@@ -46,7 +47,7 @@ def only_error_line(proc) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("command", ["fit", "validate", "predict", "ask", "export"])
+@pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "ask", "export"])
 def test_a_poisoned_checkpoint_runs_no_code_at_any_command(poisoned, tmp_path, command):
     path, marker = poisoned
     if command == "ask":
@@ -62,10 +63,13 @@ def test_a_poisoned_checkpoint_runs_no_code_at_any_command(poisoned, tmp_path, c
 
 
 @pytest.mark.slow
-def test_a_poisoned_checkpoint_runs_no_code_in_the_python_api(poisoned):
+def test_a_poisoned_checkpoint_runs_no_code_in_the_python_api_or_as_last(poisoned):
     path, marker = poisoned
     with pytest.raises(QAInputError, match=re.escape(f"{path}: cannot be read safely")):
         QAModel.from_pretrained(str(path))
+    found, skipped = find_last_checkpoint([path.parent])  # --ckpt_path last: the newest file is skipped
+    assert found is None and skipped == [(str(path.resolve()), skipped[0][1])]
+    assert skipped[0][1].startswith("cannot be read safely (torch.load weights_only")
     assert not marker.exists()
 
 
