@@ -27,10 +27,10 @@ from ..errors import QAInputError
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
 from ..resume import check_same_position, position_identity
-from .batching import QACollator, default_num_workers
+from .batching import QACollator, default_num_workers, evaluation_settings
 from .buckets import buckets_for, feature_lengths, parse_bucket_spec
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
-from .features import check_window_args, tokenize_split
+from .features import check_window_args, cls_token_id, tokenize_split
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
 from .sources import ColumnNames, load_split
 
@@ -133,8 +133,9 @@ class SquadDataModule(L.LightningDataModule):
         self.model_name_or_path = model_name_or_path
         self.max_length, self.stride = max_length, stride
         self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 4 * batch_size
-        self.version_2_with_negative = version_2_with_negative or dataset_name == "squad_v2"
+        evaluation = evaluation_settings(self.hparams)  # the rules the inference settings of a checkpoint use too
+        self.eval_batch_size = evaluation["batch_size"]
+        self.version_2_with_negative = evaluation["version_2_with_negative"]
         self.cols = ColumnNames(id=id_column, question=question_column, context=context_column, answers=answer_column)
         self.cache_root = cache_dir or os.environ.get("QA_LIGHTNING_CACHE") or os.path.join(
             os.path.expanduser("~"), ".cache", "qa_lightning")
@@ -223,7 +224,7 @@ class SquadDataModule(L.LightningDataModule):
             examples, features = getattr(self, f"{name}_examples"), getattr(self, f"{name}_dataset")
             if examples is None:
                 raise RuntimeError(f"split {split!r} is not set up; call setup() first")
-            self._eval_sets[split] = build_eval_set(examples, features, self.tokenizer.cls_token_id,
+            self._eval_sets[split] = build_eval_set(examples, features, cls_token_id(self.tokenizer),
                                                     self.max_length, self.version_2_with_negative)
         return self._eval_sets[split]
 
