@@ -148,8 +148,8 @@ def _report(a, prec: str, plan, peer: list, ours: list, n_peer: int, rows: list,
                            f"s: {', '.join(f'{s:.3f}' for s in r['step_s'])}; real/padded tokens per feature: "
                            f"{r.get('real_len', 0):.1f}/{r.get('padded_len', 0):.1f}")
     mean_len = float(ours[0]["lengths"].mean())
-    details.append(f"- train: real tokens per feature ({prec}): dataset mean {mean_len:.1f} ({ours[0]['features']} "
-                   f"features of ours, {n_peer} of the peer); ours' timed steps {ours[0].get('real_len', 0):.1f}, the "
-                   f"peer's {peer[0].get('real_len', 0):.1f} (padded to {peer[0].get('padded_len', 0):.0f})")
+    details.append(f"- train: real tokens per feature: dataset mean {mean_len:.1f} ({ours[0]['features']} features of "
+                   f"ours, {n_peer} of the peer); ours' timed steps {ours[0].get('real_len', 0):.1f}, the peer's "
+                   f"{peer[0].get('real_len', 0):.1f} (padded to {peer[0].get('padded_len', 0):.0f}); {prec} runs")
     if any(r["dropout_off"] for r in ours):
         details.append("- train: WARNING: QAModule's encoder was in eval mode during fit (dropout off)")

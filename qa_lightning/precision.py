@@ -25,6 +25,7 @@ __all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa"]
 
 # Instruction sets with native bf16 matrix arithmetic, as torch's capability dict and /proc/cpuinfo name them.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
+CPUINFO = "/proc/cpuinfo"
 
 
 def _torch_isa() -> Optional[str]:
@@ -42,10 +43,10 @@ def _torch_isa() -> Optional[str]:
         return None
 
 
-def _cpuinfo_isa(path: str = "/proc/cpuinfo") -> str:
-    """The bf16 instruction set named in the first ``flags`` line of ``path`` ('' when none or unreadable)."""
+def _cpuinfo_isa() -> str:
+    """The bf16 instruction set named in the first ``flags`` line of ``CPUINFO`` ('' when none or unreadable)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with open(CPUINFO, encoding="utf-8", errors="replace") as fh:
             flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
     except OSError:
         return ""
@@ -53,7 +54,7 @@ def _cpuinfo_isa(path: str = "/proc/cpuinfo") -> str:
 
 
 def cpu_bf16_isa() -> str:
-    """'amx_bf16' or 'avx512_bf16' when the CPU multiplies bf16 matrices natively, '' otherwise."""
+    """The CPU's native bf16 matrix instruction set ('amx_bf16', 'amx_tile' or 'avx512_bf16'), '' when none."""
     found = _torch_isa()
     return _cpuinfo_isa() if found is None else found
 
