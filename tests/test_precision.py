@@ -96,3 +96,13 @@ def test_the_cli_uses_the_automatic_precision_and_an_explicit_one_wins(monkeypat
     _cpu(monkeypatch, "")
     assert _trainer_precision([], tmp_path) == "32-true"
     assert _trainer_precision(["--trainer.precision", "bf16-mixed"], tmp_path) == "bf16-mixed"
+
+
+def test_inference_follows_the_same_rule(monkeypatch, no_gpu):
+    from qa_lightning import infer
+    from qa_lightning.hf import build_model, load_tokenizer
+
+    model, tok = build_model(str(TINY_BERT), pretrained=False), load_tokenizer(str(TINY_BERT))
+    for isa, bf16 in (("", False), ("avx512_bf16", True)):
+        monkeypatch.setattr(infer, "cpu_bf16_isa", lambda isa=isa: isa)
+        assert infer.QAModel(model, tok).bf16 is bf16  # autocast in QAModel._logits, as predict runs
