@@ -15,11 +15,12 @@ in ``/proc/cpuinfo`` when this torch has no such check (torch < 2.3).
 
 from __future__ import annotations
 
-import os
 import sys
 from typing import Optional
 
 import torch
+
+from .checkpoints import _launch_rank_zero  # the launchers' rank variables, no Lightning import
 
 __all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa"]
 
@@ -74,18 +75,10 @@ def choose_precision(accelerator: object) -> tuple[Optional[str], str]:
     return None, "the CPU has no native bf16 matrix instructions, avx512_bf16 or amx_bf16"
 
 
-def _rank_zero() -> bool:
-    """Lightning's rank rule, read from the environment its launchers set (no Lightning import here)."""
-    for key in ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        if key in os.environ:
-            return os.environ[key] == "0"
-    return True
-
-
 def auto_precision(accelerator: object) -> Optional[str]:
     """The precision for an unset ``--trainer.precision`` (see the module docstring); rank 0 says which and why."""
     precision, why = choose_precision(accelerator)
-    if _rank_zero():
+    if _launch_rank_zero():
         print(f"precision: {precision or '32-true'}, chosen because {why} (--trainer.precision sets another)",
               file=sys.stderr)
     return precision
