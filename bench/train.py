@@ -85,9 +85,11 @@ def bench_train(a, plan, rows: list, details: list, state: dict) -> None:
     for r in range(a.rounds):
         for who, prec in order:
             print(f"bench: train round {r + 1}/{a.rounds}: {who}, {prec}", flush=True)
-            runs.setdefault((who, prec), []).append(
-                _run_peer(a, prec, peer_path, pretrained, tok, feats) if who == "peer"
-                else _run_ours(a, plan.flag(prec), ours_name, pretrained, f"ours-{prec}-{r + 1}"))
+            res = (_run_peer(a, prec, peer_path, pretrained, tok, feats) if who == "peer"
+                   else _run_ours(a, plan.flag(prec), ours_name, pretrained, f"ours-{prec}-{r + 1}"))
+            runs.setdefault((who, prec), []).append(res)
+            print(f"bench: train round {r + 1}/{a.rounds}: {who}, {prec}: {res['features_s']:.2f} features/s "
+                  f"(load average {os.getloadavg()[0]:.2f})", flush=True)
     runs[order[0]][0]["e2e_s"] += prep_s
     peer, ours = runs[("peer", plan.peer)], runs[("ours", plan.ours)]
     if plan.auto:
