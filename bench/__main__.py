@@ -1,6 +1,6 @@
 """Benchmark: our Lightning pipeline against the reference recipe (transformers.Trainer), in one process.
 
-    make bench                                   # = python -m bench (CPU, MiniLM, fp32), from the repository root
+    make bench                                   # = python -m bench (CPU, MiniLM, each at its default precision)
     python -m bench --model tiny --steps 3 --ours-steps 4 --rounds 1 --stages train,overhead  # smoke test
     python -m bench --device cuda --model bert-base-shapes --stages train,eval \
         --train-file DATA/squad-dev-articles-00-39.json --dev-file DATA/dev-v1.1.json --tokenizer DATA/bert-base-cased
@@ -12,7 +12,8 @@ from one batch start to the next.
 
 - train: the peer (``reference_train_features`` padded to max_length + the recipe's ``TrainingArguments`` +
   ``transformers.Trainer``) and ours (``python -m qa_lightning fit``, in process, defaults, no validation), in
-  ``--rounds`` alternating rounds; the ratio is the median of the rounds' ratios.
+  ``--rounds`` alternating rounds; the ratio is the median of the rounds' ratios. First row: default against
+  default (ours at its automatic precision, the peer at its own: fp32 on a CPU); then the same-precision rows.
 - overhead: a tiny BERT at batch 8, where a step is mostly loop overhead: a plain PyTorch loop, the Trainer, ours.
 - eval: ``python -m qa_lightning validate`` on ``--dev-file``, and the projected time of the 3-epoch recipe.
 - prep: examples/s of ``features.py`` vs the reference functions through the same ``Dataset.map(batched=True)``.
@@ -67,7 +68,9 @@ def parse_args(argv=None):
     p.add_argument("--ours-args", default="", help="extra `fit` arguments for ours, e.g. '--data.pad_to_multiple_of 64'")
     p.add_argument("--batch-size", type=int, default=None, help="default: 32 on cuda, 16 on cpu")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="auto: fp32 on cpu, bf16 on GPUs that have it, else fp16")
+                   help="auto: each pipeline at its default (the peer: fp32 on cpu, bf16 on GPUs that have it, else "
+                   "fp16; ours: its automatic precision, bf16 on CPUs with bf16 instructions) plus the "
+                   "same-precision pairs; else both at this one")
     p.add_argument("--max-length", type=int, default=384)
     p.add_argument("--stride", type=int, default=128)
     p.add_argument("--stages", default="train,overhead,prep,post",
@@ -128,7 +131,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_DATASETS_CACHE", os.path.join(a.work, "hf-datasets"))
     rows, details, state = [], [], {}
     try:
-        prec = resolve_precision(a)
+        prec = resolve_precision(a)  # harness.Precisions
         if a.learn:
             bench_learn(a, prec, rows, details)
         else:

@@ -13,19 +13,20 @@ import shlex
 from .harness import Skip, resolve_model
 
 
-def bench_eval(a, prec: str, rows: list, details: list, state: dict) -> None:
+def bench_eval(a, plan, rows: list, details: list, state: dict) -> None:
+    """``validate`` at ours' default precision (``plan``: ``harness.Precisions``)."""
     from .ours import EvalClock, run_fit
 
     if not os.path.isfile(a.dev_file):
         raise Skip(f"{a.dev_file} not found (set --dev-file)")
     ours_name, _, pretrained = resolve_model(a, a.work)
     options = {"--data.validation_file": a.dev_file}
-    cli, _, e2e = run_fit(a, ours_name, pretrained, prec, "eval", options, tuple(shlex.split(a.ours_args)),
+    cli, _, e2e = run_fit(a, ours_name, pretrained, plan.flag(plan.ours), "eval", options, tuple(shlex.split(a.ours_args)),
                           callbacks=("bench.ours.EvalClock",), subcommand="validate")
     seconds = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EvalClock)).seconds
     n = len(cli.datamodule.val_dataset)
     state["eval_s"], state["eval_features"] = seconds, n
-    rows.append(dict(stage=f"eval: {n} features, batch {cli.datamodule.eval_batch_size}",
+    rows.append(dict(stage=f"eval: {n} features, batch {cli.datamodule.eval_batch_size}, {plan.ours}",
                      pipeline="ours: `python -m qa_lightning validate` (forward + decode + EM/F1 + files)",
                      rate=f"{n / seconds:.0f} features/s", wall=f"{seconds:.1f}", e2e=f"{e2e:.1f}"))
     _projection(a, rows, details, state)

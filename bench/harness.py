@@ -161,13 +161,39 @@ def resolve_model(a, work: str) -> tuple[str, str, bool]:
     return a.model, a.model, True
 
 
-def resolve_precision(a) -> str:
+class Precisions:
+    """Which precisions the pipelines run at. ``peer``: the recipe's default on the device (fp32 on a CPU, bf16 or
+    fp16 on a GPU); ``ours``: our automatic precision (``qa_lightning.precision``), which ours gets by leaving
+    ``--trainer.precision`` unset; an explicit ``--precision`` sets both and ours gets the flag."""
+
+    def __init__(self, peer: str, ours: str, auto: bool):
+        self.peer, self.ours, self.auto = peer, ours, auto
+
+    @property
+    def all(self) -> list[str]:
+        """Each precision both pipelines run at: the two defaults (one when they agree)."""
+        return list(dict.fromkeys((self.peer, self.ours)))
+
+    def flag(self, prec: str):
+        """Ours' ``--trainer.precision`` for ``prec``: None (unset, the automatic choice) for its default."""
+        return None if self.auto and prec == self.ours else prec
+
+    def describe(self) -> str:
+        if not self.auto:
+            return self.peer
+        return f"ours automatic ({self.ours}), the peer's default ({self.peer})"
+
+
+def resolve_precision(a) -> Precisions:
+    """``--precision auto``: each pipeline at its own default on ``--device``; else both at the one given."""
     if a.precision != "auto":
-        return a.precision
-    if a.device == "cpu":
-        return "fp32"
+        return Precisions(a.precision, a.precision, False)
     import torch
 
-    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    from qa_lightning.precision import choose_precision
 
-
+    names = {None: "fp32", **{v: k for k, v in LIGHTNING_PRECISION.items()}}
+    ours = names[choose_precision("gpu" if a.device == "cuda" else "cpu")[0]]
+    if a.device == "cpu":
+        return Precisions("fp32", ours, True)
+    return Precisions("bf16" if torch.cuda.is_bf16_supported() else "fp16", ours, True)

@@ -1,4 +1,6 @@
-"""Learn stage (``--learn``): EM/F1 after fine-tuning, ours against the peer, with the same settings."""
+"""Learn stage (``--learn``): EM/F1 after fine-tuning, ours against the peer, with the same settings; with
+``--precision auto`` (the default) also ours at the peer's precision when its automatic one differs (fp32 vs bf16 on
+a CPU with bf16 instructions: the accuracy the automatic precision keeps)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from .harness import Skip, resolve_model
+from .harness import LIGHTNING_PRECISION, Skip, resolve_model
 from .peer import peer_model, peer_trainer
 from .ours import EvalClock, run_fit
 
@@ -46,8 +48,9 @@ def _learn_peer(a, prec: str, peer_path: str, pretrained: bool) -> dict:
             "questions": len(eval_ex), "features": len(train_f)}
 
 
-def _learn_ours(a, prec: str, ours_name: str, pretrained: bool, details: list) -> dict:
-    """``python -m qa_lightning fit`` with the same settings, validating at the epoch end."""
+def _learn_ours(a, prec: str | None, ours_name: str, pretrained: bool, details: list) -> dict:
+    """``python -m qa_lightning fit`` with the same settings, validating at the epoch end (``prec`` None: its
+    automatic precision)."""
     options = {"--data.validation_file": a.eval_file, "--data.max_length": a.learn_max_length,
                "--data.stride": a.learn_stride, "--data.batch_size": a.learn_batch_size,
                "--model.learning_rate": a.learn_lr, "--model.warmup_ratio": 0.1,
@@ -56,7 +59,8 @@ def _learn_ours(a, prec: str, ours_name: str, pretrained: bool, details: list) -
                        ("--data.max_eval_samples", a.learn_eval_samples)):
         if value:
             options[key] = value
-    cli, clock, wall = run_fit(a, ours_name, pretrained, prec, "learn", options, callbacks=("bench.ours.EvalClock",))
+    cli, clock, wall = run_fit(a, ours_name, pretrained, prec, f"learn-{prec or 'auto'}", options,
+                               callbacks=("bench.ours.EvalClock",))
     if clock.dropout_off:
         details.append("- learn: WARNING: QAModule's encoder was in eval mode during fit (dropout off); the peer "
                        "trains with dropout")
@@ -64,22 +68,27 @@ def _learn_ours(a, prec: str, ours_name: str, pretrained: bool, details: list) -
             "eval": next(cb for cb in cli.trainer.callbacks if isinstance(cb, EvalClock)).seconds}
 
 
-def bench_learn(a, prec: str, rows: list, details: list) -> None:
-    """One epoch on --learn-train-samples questions of --train-file, EM/F1 on --eval-file, both pipelines."""
+def bench_learn(a, plan, rows: list, details: list) -> None:
+    """One epoch on --learn-train-samples questions of --train-file, EM/F1 on --eval-file: the peer at its default
+    precision, ours at its automatic one and, where that differs, ours at the peer's (same seed, same split)."""
     for path, what in ((a.train_file, "--train-file"), (a.eval_file, "--eval-file")):
         if not os.path.isfile(path):
             raise Skip(f"{path} not found (set {what})")
     ours_name, peer_path, pretrained = resolve_model(a, a.work)
-    peer = _learn_peer(a, prec, peer_path, pretrained)
-    ours = _learn_ours(a, prec, ours_name, pretrained, details)
+    peer = _learn_peer(a, plan.peer, peer_path, pretrained)
+    runs = [(f"peer: HF Trainer + reference decode + official eval, {plan.peer}", peer)]
+    for prec in dict.fromkeys((plan.ours, plan.peer)):
+        flag = plan.flag(prec)
+        how = "automatic" if flag is None else f"--trainer.precision {LIGHTNING_PRECISION[prec]}"
+        runs.append((f"ours: `python -m qa_lightning fit` (validates at epoch end), {prec} ({how})",
+                     _learn_ours(a, flag, ours_name, pretrained, details)))
     details.append(f"- learn: {a.learn_train_samples or 'all'} train questions, {a.learn_max_length}/"
                    f"{a.learn_stride}, {a.learn_epochs} epoch(s), batch {a.learn_batch_size}, lr {a.learn_lr:g}, 10% "
-                   f"warm-up then linear decay, weight decay 0.01, {prec}; evaluated on {peer['questions']} questions "
-                   f"of {Path(a.eval_file).name}; {peer['features']} training features (the peer's, padded); wall = "
-                   "load + features + train + predict/validate + decode + metric (ours also writes its feature "
-                   "cache, checkpoints and prediction files)")
-    for label, r in (("peer: HF Trainer + reference decode + official eval", peer),
-                     ("ours: `python -m qa_lightning fit` (validates at epoch end)", ours)):
+                   f"warm-up then linear decay, weight decay 0.01, seed {a.seed}; evaluated on {peer['questions']} "
+                   f"questions of {Path(a.eval_file).name}; {peer['features']} training features (the peer's, "
+                   "padded); wall = load + features + train + predict/validate + decode + metric (ours also writes "
+                   "its feature cache, checkpoints and prediction files)")
+    for label, r in runs:
         m = r["metrics"]
         rows.append(dict(stage=f"learn: {a.model}", pipeline=label, em=f"{m['exact_match']:.2f}", f1=f"{m['f1']:.2f}",
                          train=f"{r['wall'] - r['eval']:.0f}", eval=f"{r['eval']:.0f}", wall=f"{r['wall']:.0f}",

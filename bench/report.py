@@ -14,7 +14,7 @@ LEARN_COLUMNS = (("stage", "stage"), ("pipeline", "pipeline"), ("em", "EM"), ("f
                  ("eval", "eval s"), ("wall", "wall s"), ("ratio", "speed vs peer"))
 
 
-def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple) -> str:
+def render(a, prec, rows: list, details: list, total_s: float, load: tuple) -> str:
     import datasets
     import lightning
     import torch
@@ -27,7 +27,7 @@ def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple)
              f"`{' '.join(['python -m bench', *sys.argv[1:]])}` -- {time.strftime('%Y-%m-%d %H:%M')}, "
              f"{dev}; Python {platform.python_version()}, torch {torch.__version__}, transformers "
              f"{transformers.__version__}, lightning {lightning.__version__}, datasets {datasets.__version__}; "
-             f"precision {prec}; whole run {total_s:.0f} s; load average {load[0]:.2f} at start, "
+             f"precision {prec.describe()}; whole run {total_s:.0f} s; load average {load[0]:.2f} at start, "
              f"{os.getloadavg()[0]:.2f} at end.", "",
              "| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r.get(k, "")) for k, _ in columns) + " |" for r in rows]
@@ -36,9 +36,11 @@ def render(a, prec: str, rows: list, details: list, total_s: float, load: tuple)
         clock = "process CPU time (--clock cpu)" if a.clock == "cpu" else "wall time"
         lines += ["", "How: a step = the interval from one training batch start to the next (loading, hooks, logging, "
                   f"clipping, optimizer: everything), {clock}; the first {a.warmup_steps} steps of each run are not "
-                  f"timed. Train: {a.rounds} rounds of peer then ours; rate = features of the timed steps / their "
-                  "summed time, shown for the median round; speed vs peer = the median over rounds of ours' rate / "
-                  "the rate of the peer run just before it; median step s = the median over rounds of each run's "
+                  f"timed. Train: {a.rounds} rounds of peer then ours (at each precision); rate = features of the "
+                  "timed steps / their summed time, shown for the median round; speed vs peer = the median over "
+                  "rounds of ours' rate / the rate of the peer run of the same round (default vs default: ours at "
+                  "its automatic precision, the peer at its default; the other rows: both at one precision); median "
+                  "step s = the median over rounds of each run's "
                   "median step; real tokens/s = attention-mask tokens of the timed batches / their summed time; wall "
                   "s = first to last batch start; end-to-end s = round 1 from the raw JSON (features, model, trainer, "
                   f"training, checkpoint, export) to done; peak memory = {mem} (largest round). Overhead: ms per step "

@@ -7,8 +7,8 @@
 
 What this subclass adds to LightningCLI:
 - ``model.model_name_or_path`` is linked to ``data.model_name_or_path``: the tokenizer always matches the model.
-- ``trainer.precision`` left unset means bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
-  fp32 on CPU.
+- ``trainer.precision`` left unset means bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs;
+  on the CPU bf16 mixed where it has native bf16 matrix instructions, else fp32 (``precision.py``).
 - Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt`` (always the newest state, written by
   ``CrashSafety``); CSV logs under ``<default_root_dir>/lightning_logs/version_N`` (N allocated atomically);
   after ``fit`` the best model is exported as a Hugging Face folder with its model card (``--export.*``, optional hub push;
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import sys
 
-import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from jsonargparse import Namespace
@@ -38,6 +37,7 @@ from .data.datamodule import SquadDataModule
 from .errors import user_errors
 from .hf import env_defaults
 from .module import QAModule
+from .precision import auto_precision
 
 __all__ = ["QACLI", "main", "PARSER_DEFAULTS", "run_folders"]
 
@@ -55,14 +55,6 @@ PARSER_DEFAULTS = {
     "checkpoint.auto_insert_metric_name": False,
     "lr_monitor.logging_interval": "step",
 }
-
-
-def auto_precision(accelerator: object) -> str | None:
-    """bf16-mixed on GPUs with bf16, 16-mixed on other GPUs, None (fp32) on CPU."""
-    wants_gpu = accelerator in (None, "auto", "gpu", "cuda") and torch.cuda.is_available()
-    if not wants_gpu:
-        return None
-    return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
 class QACLI(LightningCLI):

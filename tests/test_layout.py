@@ -19,7 +19,7 @@ PURE = ["qa_lightning.data.formats", "qa_lightning.data.sources", "qa_lightning.
         "qa_lightning.data.batching", "qa_lightning.data.samplers", "qa_lightning.data.cache",
         "qa_lightning.evaluation.evalset", "qa_lightning.evaluation.gather", "qa_lightning.evaluation.decoding",
         "qa_lightning.evaluation.metrics", "qa_lightning.evaluation.postprocess", "qa_lightning.hf",
-        "qa_lightning.resume", "qa_lightning.errors"]
+        "qa_lightning.resume", "qa_lightning.errors", "qa_lightning.precision"]
 
 
 def _module_name(path: Path) -> str:
