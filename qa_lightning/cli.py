@@ -25,6 +25,7 @@ What this subclass adds to LightningCLI:
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,13 +33,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from jsonargparse import Namespace
 
-from .callbacks import CrashSafety, ExportCallback, LearningCurves
-from .checkpoints import (allocate_version, check_weights_fit, follow_root_dir, given_model_keys, model_settings,
-                          resolve_checkpoint, run_folders)
+from .callbacks import ExportCallback, LearningCurves
+from .checkpoints import (allocate_version, check_weights_fit, continued_folder, follow_root_dir, given_model_keys,
+                          model_settings, resolve_checkpoint, run_folders)
+from .crash_safety import CrashSafety, carry_metrics_history
 from .data.datamodule import SquadDataModule
 from .errors import QAInputError
 from .hf import env_defaults
 from .module import QAModule
+from .resume import training_state
 
 __all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAULTS", "run_folders"]
 
@@ -107,6 +110,10 @@ class QACLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
+        resuming = self.subcommand == "fit" and getattr(self, "_ckpt", None) is not None
+        self._continued = continued_folder(cfg, cfg.ckpt_path) if resuming else None
+        if self._continued is not None:  # Lightning warns of a non-empty folder: here the run goes on in it
+            warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* is not empty")
         allocate_version(cfg)  # after 'last' was looked up: the new run's folder is empty
 
     def after_instantiate_classes(self) -> None:
@@ -114,7 +121,16 @@ class QACLI(LightningCLI):
         if getattr(self, "_ckpt", None) is not None:
             cfg = self.config[self.subcommand]
             check_weights_fit(self.model, self._ckpt, str(cfg.ckpt_path))
+            step = training_state(self._ckpt)[0]
             self._ckpt = None  # memory-mapped tensors: let them go before Lightning loads the file
+            ckpt = Path(cfg.ckpt_path).resolve()
+            if self.subcommand == "fit" and ckpt.parent.name == "checkpoints" and self.trainer.is_global_zero:
+                # One metrics.csv for the whole run: the earlier rows before the resumed step come along.
+                rows = carry_metrics_history(self.trainer, ckpt.parent.parent / "metrics.csv", step)
+                if self._continued or rows:
+                    where = (f"continuing the run in {self._continued}" if self._continued else
+                             f"{rows} metrics.csv rows of {ckpt.parent.parent} carried over into this run's folder")
+                    print(f"fit --ckpt_path: {where} (metrics before step {step} kept)", file=sys.stderr)
 
 
 def _parser_kwargs() -> dict:

@@ -161,9 +161,13 @@ class QAModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
         checkpoint["qa_lightning_rng"] = collect_rng_states()
+        if getattr(self, "_loss_n", 0):  # the epoch's running loss sum: a resumed epoch logs the whole epoch's mean
+            checkpoint["qa_lightning_epoch_loss"] = {"epoch": self.current_epoch, "sum": float(self._loss_sum),
+                                                     "n": self._loss_n}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._rng_to_restore = checkpoint.get("qa_lightning_rng")
+        self._loss_to_restore = checkpoint.get("qa_lightning_epoch_loss")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restore as late as possible: anything before the first resumed step may have drawn random numbers.
@@ -171,6 +175,10 @@ class QAModule(L.LightningModule):
         if states is not None:
             self._rng_to_restore = None
             set_rng_states(states)
+        carried, self._loss_to_restore = getattr(self, "_loss_to_restore", None), None
+        if carried and carried["epoch"] == self.current_epoch:  # resumed mid-epoch (no on_train_epoch_start then)
+            self._loss_sum = torch.tensor(carried["sum"], device=self.device)
+            self._loss_n = int(carried["n"])
 
     # ------------------------------------------------------------------------------------------- steps
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

@@ -1,9 +1,9 @@
-"""Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the newest usable one.
+"""Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the most advanced usable one.
 
     checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save
     set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
     ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
-    found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # newest loadable *.ckpt, and what was skipped
+    found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
     check_same_position(saved, current)                         # mid-epoch resume with other features: refused
 
 The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
@@ -25,8 +25,8 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["collect_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "find_last_checkpoint",
-           "position_identity", "check_same_position"]
+__all__ = ["collect_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "training_state",
+           "find_last_checkpoint", "position_identity", "check_same_position"]
 
 # Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
 # these name the difference in the message). batch_size, seed and group_by_length fix the epoch's batch order.
@@ -104,20 +104,31 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def training_state(ckpt: dict) -> tuple[int, int]:
+    """(global step, epoch) a checkpoint was written at: what ``--ckpt_path last`` ranks by."""
+    return int(ckpt.get("global_step") or 0), int(ckpt.get("epoch") or 0)
+
+
 def find_last_checkpoint(roots: Iterable[str | Path]) -> tuple[Optional[str], list[tuple[str, str]]]:
-    """The newest loadable ``*.ckpt`` under ``roots`` (``last.ckpt`` first among equally new files) and the newer
-    files that were skipped, as ``(path, reason)``. Missing folders are skipped; nothing found: ``(None, [...])``."""
-    found = {p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()}
-    order = sorted(found, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), reverse=True)
-    skipped = []
-    for path in order:
+    """The loadable ``*.ckpt`` under ``roots`` with the most advanced training state (global step, then epoch;
+    ``last.ckpt`` first among equals) and the files that were skipped as unloadable, as ``(path, reason)``.
+
+    File times play no part: a copy (``cp -r``, rsync without ``-t``, a cloud sync) gives every file a new one.
+    Each candidate is read memory-mapped with ``weights_only=True`` (cheap: only the small entries are touched).
+    Missing folders are skipped; nothing found: ``(None, [...])``."""
+    found = sorted({p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt")
+                    if p.is_file()})
+    ranked, skipped = [], []
+    for path in found:
         try:
-            read_checkpoint(path)
+            state = training_state(read_checkpoint(path))
         except UnusableCheckpoint as why:
             skipped.append((str(path), str(why).split(";")[0]))
             continue
-        return str(path), skipped
-    return None, skipped
+        ranked.append((*state, path.name == "last.ckpt", str(path)))
+    if not ranked:
+        return None, skipped
+    return max(ranked)[-1], skipped
 
 
 def position_identity(features: str, settings: dict) -> dict:
