@@ -28,7 +28,7 @@ from .evaluation.metrics import evaluate_metric
 from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
-from .resume import collect_rng_states, set_rng_states
+from .resume import collect_rng_states, gather_rng_states, set_rng_states
 
 __all__ = ["QAModule"]
 
@@ -160,13 +160,17 @@ class QAModule(L.LightningModule):
     # ---------------------------------------------------------------------------- exact resume (RNG)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
-        checkpoint["qa_lightning_rng"] = collect_rng_states()
+        checkpoint["qa_lightning_rng"] = states = collect_rng_states()
+        if self.trainer.world_size > 1:  # every rank's own stream (collective: every rank saves together)
+            checkpoint["qa_lightning_rng_ranks"] = gather_rng_states(states)
         if getattr(self, "_loss_n", 0):  # the epoch's running loss sum: a resumed epoch logs the whole epoch's mean
             checkpoint["qa_lightning_epoch_loss"] = {"epoch": self.current_epoch, "sum": float(self._loss_sum),
                                                      "n": self._loss_n}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._rng_to_restore = checkpoint.get("qa_lightning_rng")
+        ranks = checkpoint.get("qa_lightning_rng_ranks") or []
+        same_world = len(ranks) == self.trainer.world_size > 1
+        self._rng_to_restore = ranks[self.global_rank] if same_world else checkpoint.get("qa_lightning_rng")
         self._loss_to_restore = checkpoint.get("qa_lightning_epoch_loss")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:

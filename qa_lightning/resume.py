@@ -1,6 +1,6 @@
 """Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the most advanced usable one.
 
-    checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save
+    checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save (DDP: gather_rng_states, one per rank)
     set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
     ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
     found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
@@ -25,7 +25,7 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["collect_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "training_state",
+__all__ = ["collect_rng_states", "gather_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "training_state",
            "find_last_checkpoint", "position_identity", "check_same_position"]
 
 # Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
@@ -43,6 +43,16 @@ def collect_rng_states() -> dict:
             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
                       "gauss": float(gauss)},
             "python": {"version": version, "state": list(py_state), "gauss": py_gauss}}
+
+
+def gather_rng_states(states: dict) -> list[dict]:
+    """Every DDP rank's RNG states in rank order (their dropout streams differ), or ``[states]`` in one process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [states]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, states)
+    return gathered
 
 
 def set_rng_states(states: dict) -> None:

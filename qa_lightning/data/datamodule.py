@@ -31,7 +31,7 @@ from .batching import QACollator, default_num_workers
 from .buckets import buckets_for, feature_lengths, parse_bucket_spec
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
 from .features import check_window_args, tokenize_split
-from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
+from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, ShardedSampler, sorted_by_length
 from .sources import ColumnNames, load_split
 
 __all__ = ["SquadDataModule"]
@@ -266,6 +266,9 @@ class SquadDataModule(L.LightningDataModule):
             sampler = LengthGroupedSampler(feature_lengths(ds), self.batch_size, **common)
         else:
             sampler = EpochSampler(len(ds), **common)
+        if self.trainer is not None and self.trainer.world_size > 1:  # sharded here: each rank resumes exactly
+            seed = int(os.environ.get("PL_GLOBAL_SEED", 0))  # Lightning's own DDP sampler seed
+            sampler = ShardedSampler(sampler, self.trainer.world_size, self.trainer.global_rank, seed)
         return self._loader(ds, self.batch_size, sampler)
 
     # ------------------------------------------------------------------------- mid-epoch resume
