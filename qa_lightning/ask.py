@@ -70,7 +70,8 @@ def read_jsonl(lines, source: str = "stdin") -> list[dict]:
             if not isinstance(value, str) or not value.strip():
                 what = "missing" if value is None else "empty or not text"
                 raise QAInputError(f"{source} line {n}: '{key}' is {what}")
-        rec.setdefault("id", n)
+        # ids are strings everywhere (as predict's): a missing id is the line number, as text
+        rec["id"] = str(rec["id"]) if rec.get("id") not in (None, "") else str(n)
         records.append(rec)
     if not records:
         raise QAInputError(f"{source}: no questions (expected one JSON object per line with 'question' and 'context')")

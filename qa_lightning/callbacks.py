@@ -14,6 +14,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
 import warnings
 from typing import Any, Callable, Optional
@@ -172,6 +173,9 @@ class ExportCallback(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         out = self._dir(trainer)  # log_dir is collective: ask on every rank
         if not trainer.is_global_zero:
+            return
+        if trainer.fast_dev_run:  # a smoke test: Lightning writes no checkpoint then, and no export is made either
+            print("fast_dev_run: no export (as Lightning writes no checkpoints in this mode)", file=sys.stderr)
             return
         best = ""
         for cb in trainer.checkpoint_callbacks:

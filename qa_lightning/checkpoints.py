@@ -18,6 +18,7 @@ refused (``resume.check_same_position``).
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import re
 import sys
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterable, Optional
 from .errors import QAInputError
 from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state
 
-__all__ = ["follow_root_dir", "allocate_version", "continued_folder", "reroot_record", "run_folders",
+__all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "allocate_version", "continued_folder", "reroot_record", "run_folders",
            "resolve_checkpoint", "given_model_keys", "model_settings", "check_weights_fit"]
 
 _VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
@@ -46,7 +47,19 @@ def follow_root_dir(cfg) -> None:
         init.save_dir = str(root)
 
 
-def _launch_rank_zero() -> bool:
+def check_logger_installed(cfg) -> None:
+    """``--trainer.logger TensorBoardLogger`` without TensorBoard: one line saying how to install it (Lightning's
+    own message comes wrapped in a long jsonargparse traceback)."""
+    loggers = cfg.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        name = str(logger.get("class_path", "")) if hasattr(logger, "get") else ""
+        installed = any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
+        if name.endswith("TensorBoardLogger") and not installed:
+            raise QAInputError("--trainer.logger TensorBoardLogger: TensorBoard is not installed; install it with "
+                               "pip install 'qa_lightning[tensorboard]' (or pip install tensorboard)")
+
+
+def launch_rank_zero() -> bool:
     """True in the process that will be global rank 0 (or a single process); read from the launchers' variables."""
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "JSM_NAMESPACE_RANK"):
         if os.environ.get(var, "0") not in ("", "0"):
@@ -59,7 +72,7 @@ def allocate_version(cfg) -> Optional[Path]:
     and pin the logger to it. Only rank 0 allocates; the other ranks use rank 0's folder (Lightning broadcasts
     ``trainer.log_dir`` and the checkpoint dir). No-op when the user set ``version`` or another logger."""
     logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
-    if init is None or init.get("version") is not None or not _launch_rank_zero():
+    if init is None or init.get("version") is not None or not launch_rank_zero():
         return None
     if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
         return None

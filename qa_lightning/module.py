@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from typing import Any, Literal, Optional
 
 import lightning as L
@@ -297,7 +298,10 @@ class QAModule(L.LightningModule):
         out_dir = self._output_dir(split)  # trainer.log_dir broadcasts: every rank must ask
         if self.trainer.is_global_zero:
             info = {"epoch": self.current_epoch, "step": self.global_step, "split": split}
-            log.info("%s: wrote %s to %s", split, ", ".join(write_outputs(out_dir, result, info)), out_dir)
+            written = ", ".join(write_outputs(out_dir, result, info))
+            log.info("%s: wrote %s to %s", split, written, out_dir)
+            if self.trainer.state.fn != "fit":  # validate/test/predict: say where the results are
+                print(f"{split}: wrote {written} to {out_dir}", file=sys.stderr)
 
     def _output_dir(self, split: str) -> str:
         base = self.trainer.log_dir or self.trainer.default_root_dir

@@ -9,7 +9,8 @@ uninterrupted run would have seen (``skip_fn`` says how many samples of the epoc
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+import os
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 from torch.utils.data import DistributedSampler, Sampler
@@ -100,10 +101,11 @@ class ShardedSampler(DistributedSampler):
         inner: the epoch order (``EpochSampler`` or ``LengthGroupedSampler``).
         num_replicas: world size.
         rank: this process's global rank.
-        seed: seed of the position permutation (Lightning's: ``PL_GLOBAL_SEED``).
+        seed: seed of the position permutation (None: Lightning's, ``PL_GLOBAL_SEED``, i.e. ``--seed_everything``).
     """
 
-    def __init__(self, inner: EpochSampler, num_replicas: int, rank: int, seed: int = 0):
+    def __init__(self, inner: EpochSampler, num_replicas: int, rank: int, seed: Optional[int] = None):
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
         super().__init__(range(len(inner)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
                          drop_last=False)
         self.inner = inner
