@@ -86,17 +86,37 @@ def uninterrupted(tmp_path_factory):
     return tmp
 
 
-@pytest.mark.slow
-def test_ctrl_c_in_epoch_1_copy_and_resume_equal_the_uninterrupted_run(uninterrupted, tmp_path):
-    full = uninterrupted / "root" / "lightning_logs" / "version_0"
-    assert [p.name for p in (full / "checkpoints").glob("epoch*.ckpt")][0].startswith("epoch0-")  # best: epoch 0
-    root, cache = tmp_path / "root", uninterrupted / "cache"
-    proc = subprocess.Popen(fit_cmd(root, cache), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+@pytest.fixture(scope="module")
+def interrupted(uninterrupted, tmp_path_factory):
+    """The same run, Ctrl-C in epoch 1 as soon as epoch 0's checkpoint exists: (root, saved last.ckpt, output)."""
+    root = tmp_path_factory.mktemp("interrupted") / "root"
+    proc = subprocess.Popen(fit_cmd(root, uninterrupted / "cache"), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     run = root / "lightning_logs" / "version_0" / "checkpoints"
-    status, out = interrupt_when(proc, lambda: any(run.glob("epoch0-*.ckpt")))  # in epoch 1, as soon as it can
+    status, out = interrupt_when(proc, lambda: any(run.glob("epoch0-*.ckpt")))
     assert status == 130, out[-3000:]
-    saved = load(run / "last.ckpt")
+    return root, load(run / "last.ckpt"), out
+
+
+def assert_same_run(full: Path, resumed: Path) -> None:
+    """Final weights, export (epoch 0's: the best) and metrics.csv equal to the uninterrupted run's."""
+    assert max_diff(load(full / "checkpoints/last.ckpt")["state_dict"],
+                    load(resumed / "checkpoints/last.ckpt")["state_dict"]) <= 1e-6
+    assert max_diff(load_file(full / "export/model.safetensors"), load_file(resumed / "export/model.safetensors")) <= 1e-6
+    source = json.loads((resumed / "export/qa_lightning.json").read_text())["source_checkpoint"]
+    assert Path(source).parent == resumed / "checkpoints" and Path(source).name.startswith("epoch0-")
+    # One metrics.csv with both epochs' validation, row for row the uninterrupted run's (curves drawn from it).
+    assert val_rows(resumed / "metrics.csv") == val_rows(full / "metrics.csv") and len(val_rows(full / "metrics.csv")) == 2
+    assert (resumed / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
+    assert (resumed / "learning_curves.png").is_file()
+
+
+@pytest.mark.slow
+def test_ctrl_c_in_epoch_1_copy_and_resume_equal_the_uninterrupted_run(uninterrupted, interrupted, tmp_path):
+    full = uninterrupted / "root" / "lightning_logs" / "version_0"
+    assert [p.name for p in (full / "checkpoints").glob("epoch*.ckpt")][0].startswith("epoch0-")  # best: epoch 0
+    root, saved, out = interrupted
+    run = root / "lightning_logs" / "version_0" / "checkpoints"
     assert saved["epoch"] == 1 and saved["global_step"] > 65  # past epoch 0's end (65 steps of 4)
     line = next(ln for ln in out.splitlines() if ln.startswith("Interrupted (Ctrl-C): saved "))
     assert f"saved {run / 'last.ckpt'} at global step {saved['global_step']} (epoch 1); resume with: python -m " \
@@ -106,24 +126,29 @@ def test_ctrl_c_in_epoch_1_copy_and_resume_equal_the_uninterrupted_run(uninterru
     copy = tmp_path / "copy"  # cp -r: every file gets a new time; the epoch checkpoint is made the newest file
     shutil.copytree(root, copy, copy_function=shutil.copy)
     os.utime(copy / "lightning_logs/version_0/checkpoints/last.ckpt", (1_000, 1_000))
-    done = subprocess.run(fit_cmd(copy, cache, "--ckpt_path", "last"), cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=900)
+    done = subprocess.run(fit_cmd(copy, uninterrupted / "cache", "--ckpt_path", "last"), cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     resumed = copy / "lightning_logs" / "version_0"
     assert (f"Resuming from {resumed / 'checkpoints' / 'last.ckpt'} (global step {saved['global_step']}, epoch 1"
             in done.stderr)
     assert f"fit --ckpt_path: continuing the run in {resumed} " in done.stderr
     assert [p.name for p in (copy / "lightning_logs").iterdir()] == ["version_0"]  # one run, one folder
-    assert max_diff(load(full / "checkpoints/last.ckpt")["state_dict"],
-                    load(resumed / "checkpoints/last.ckpt")["state_dict"]) <= 1e-6
-    # The export is the best checkpoint of the whole run (epoch 0), as the uninterrupted run picked it.
-    assert max_diff(load_file(full / "export/model.safetensors"), load_file(resumed / "export/model.safetensors")) <= 1e-6
-    source = json.loads((resumed / "export/qa_lightning.json").read_text())["source_checkpoint"]
-    assert Path(source).parent == resumed / "checkpoints" and Path(source).name.startswith("epoch0-")
-    # One metrics.csv with both epochs' validation, row for row the uninterrupted run's (curves drawn from it).
-    assert val_rows(resumed / "metrics.csv") == val_rows(full / "metrics.csv") and len(val_rows(full / "metrics.csv")) == 2
-    assert (resumed / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
-    assert (resumed / "learning_curves.png").is_file()
+    assert_same_run(full, resumed)
+
+
+@pytest.mark.slow
+def test_resumed_into_another_root_carries_the_best_checkpoint_and_the_metrics(uninterrupted, interrupted, tmp_path):
+    root, saved, _ = interrupted
+    ckpt = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    done = subprocess.run(fit_cmd(tmp_path, uninterrupted / "cache", "--ckpt_path", ckpt), cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed = tmp_path / "lightning_logs" / "version_0"
+    assert f"metrics.csv rows of {root / 'lightning_logs' / 'version_0'} carried over into this run's folder" \
+           in done.stderr
+    assert "carried the checkpoint " in done.stderr and not list(root.glob("lightning_logs/version_1"))
+    assert_same_run(uninterrupted / "root" / "lightning_logs" / "version_0", resumed)
 
 
 @pytest.mark.slow

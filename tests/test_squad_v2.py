@@ -87,5 +87,5 @@ def test_v2_data_without_the_v2_option_is_refused_in_one_line(tmp_path):
             "when no span beats the null score), or remove them from the file")
     # With the option the same file loads, its report counts them; predict never needs answers.
     _, report = load_split(str(tmp_path / "v2.json"), "train", version_2_with_negative=True)
-    assert f"{empty} unanswerable (empty answer list)" in report.summary()
+    assert empty == 16 and report.summary() == f"{tmp_path / 'v2.json'}: 40 examples, 16 unanswerable (empty answer list)"
     load_split(str(tmp_path / "v2.json"), "predict", version_2_with_negative=False)

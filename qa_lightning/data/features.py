@@ -61,7 +61,7 @@ def question_budget(tokenizer: Any, max_length: int, stride: int) -> int:
 
 def _cap_questions(questions: list, tokenizer: Any, budget: int) -> tuple[list, int]:
     """Questions longer than ``budget`` tokens cut after their ``budget``-th token; returns (questions, how many)."""
-    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)
+    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     out, cut = list(questions), 0
     for i, offsets in enumerate(enc["offset_mapping"]):
         if len(offsets) > budget:
