@@ -71,15 +71,15 @@ def carry_metrics_history(trainer: L.Trainer, source: Path, step: int) -> int:
     this run's CSV logger and write them at once; returns how many. Rows from ``step`` on are dropped: the resumed
     run logs them again. Call before the logger opens its folder (Lightning's CSV logger deletes a ``metrics.csv``
     it finds there), on rank 0."""
-    if not source.is_file():
+    csv_loggers = [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+    if not source.is_file() or not csv_loggers:
         return 0
     with open(source, newline="") as fh:
         rows = [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
     kept = [row for row in rows if _step(row) < step]  # a row's step is the optimizer step before its batch's
-    for lg in trainer.loggers:
-        if isinstance(lg, CSVLogger):
-            lg.experiment.metrics[:0] = kept
-            lg.save()
+    for lg in csv_loggers:
+        lg.experiment.metrics[:0] = kept
+        lg.save()
     return len(kept)
 
 
