@@ -9,7 +9,8 @@ reads JSON lines ``{"id", "question", "context"}`` from stdin and writes ``{"id"
 "score"}`` lines to stdout, in order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models).
 ``--model`` is an export folder (``<run folder>/export``) or a ``.ckpt`` of ``fit``; the windowing and decoding
 settings default to the ones the model was trained and evaluated with. Mistakes end with one ``error:`` line and
-exit status 2. The work is done by :class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
+exit status 2 (``__main__.py`` runs it inside ``errors.user_errors``). The work is done by
+:class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
 """
 
 from __future__ import annotations
@@ -18,42 +19,35 @@ import argparse
 import json
 import os
 import sys
-from typing import Optional
 
-from .errors import QAInputError
+from .errors import OneLineParser, QAInputError
 
-__all__ = ["main", "read_jsonl"]
+__all__ = ["run", "read_jsonl"]
 
-# Command line flag -> QAModel setting (None: keep the recorded one).
-_OVERRIDES = {"max_length": "max_length", "stride": "stride", "n_best": "n_best",
-              "max_answer_length": "max_answer_length", "null_threshold": "null_score_diff_threshold",
-              "batch_size": "batch_size"}
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise QAInputError(f"{message} (see `python -m qa_lightning ask --help`)")
-
+# Flags that override a recorded QAModel setting (--max-length -> max_length; --null-threshold: the v2 threshold)
+_INT_SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "batch_size")
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
-                formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:6]))
+    p = OneLineParser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
+                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog="\n".join(__doc__.splitlines()[2:6]))
     p.add_argument("--model", help="export folder of a run (<run folder>/export) or a .ckpt written by fit")
     p.add_argument("--question", help="the question (without it: JSON lines on stdin)")
     p.add_argument("--context", help="the text to find the answer in")
     p.add_argument("--context-file", help="read the context from this UTF-8 text file")
     p.add_argument("--top-k", type=int, default=1, help="how many answers, best first (default 1)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    for flag in ("max_length", "stride", "n_best", "max_answer_length", "batch_size"):
+    for flag in _INT_SETTINGS:
         p.add_argument(f"--{flag.replace('_', '-')}", dest=flag, type=int, default=None,
                        help="override the recorded setting")
-    p.add_argument("--null-threshold", dest="null_threshold", type=float, default=None,
+    p.add_argument("--null-threshold", dest="null_score_diff_threshold", type=float, default=None,
                    help="SQuAD v2: null score difference threshold (default: the recorded one)")
     return p
 
 
 def read_jsonl(lines, source: str = "stdin") -> list[dict]:
     """Parse JSON lines into records; a bad line is a :class:`QAInputError` naming its number."""
+    from .infer import check_record
+
     records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -62,14 +56,7 @@ def read_jsonl(lines, source: str = "stdin") -> list[dict]:
             rec = json.loads(line)
         except json.JSONDecodeError as err:
             raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
-        if not isinstance(rec, dict):
-            raise QAInputError(f"{source} line {n}: expected an object {{\"id\", \"question\", \"context\"}}, "
-                               f"got {type(rec).__name__}")
-        for key in ("question", "context"):
-            value = rec.get(key)
-            if not isinstance(value, str) or not value.strip():
-                what = "missing" if value is None else "empty or not text"
-                raise QAInputError(f"{source} line {n}: '{key}' is {what}")
+        check_record(rec, f"{source} line {n}")  # what QAModel checks in every record
         # ids are strings everywhere (as predict's): a missing id is the line number, as text
         rec["id"] = str(rec["id"]) if rec.get("id") not in (None, "") else str(n)
         records.append(rec)
@@ -117,6 +104,7 @@ def _record(rec: dict, answers, top_k: int) -> dict:
 
 
 def run(argv: list[str]) -> None:
+    """``python -m qa_lightning ask ARGS``; raises :class:`QAInputError` for user mistakes."""
     args = build_parser().parse_args(argv)
     if not args.model:
         raise QAInputError("--model is required: the export folder of a run (<run folder>/export) or a .ckpt")
@@ -141,7 +129,8 @@ def run(argv: list[str]) -> None:
     from .infer import QAModel
 
     hf_logging.disable_progress_bar()  # no "Loading weights" bars around the answer
-    overrides = {key: getattr(args, flag) for flag, key in _OVERRIDES.items() if getattr(args, flag) is not None}
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in (*_INT_SETTINGS, "null_score_diff_threshold") and v is not None}  # None: the recorded one
     qa = QAModel.from_pretrained(args.model, device=args.device, **overrides)
     answers = qa.answer_many(records, top_k=args.top_k)
     if single:
@@ -149,19 +138,3 @@ def run(argv: list[str]) -> None:
         return
     for rec, ans in zip(records, answers):
         sys.stdout.write(json.dumps(_record(rec, ans, args.top_k), ensure_ascii=False) + "\n")
-
-
-def main(argv: Optional[list[str]] = None) -> None:
-    """Entry point of ``python -m qa_lightning ask``; user mistakes: one ``error:`` line and exit status 2."""
-    from .hf import env_defaults
-
-    env_defaults()
-    try:
-        run(sys.argv[1:] if argv is None else list(argv))
-    except QAInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

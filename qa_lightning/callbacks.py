@@ -25,6 +25,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .export import RUN_KEY, export_checkpoint, run_metadata, save_hf_directory
+from .files import atomic_path
 from .plots import plot_learning_curves
 
 __all__ = ["ExportCallback", "LearningCurves", "HubPusher", "AtomicCheckpointIO"]
@@ -218,17 +219,11 @@ class LearningCurves(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to ``<path>.tmp``, fsyncs it, then renames it over ``<path>``.
+    """Writes a checkpoint beside ``<path>``, fsyncs it, then renames it over ``<path>`` (``files.atomic_path``).
 
     A crash (or SIGKILL) while saving leaves the previous ``last.ckpt`` intact instead of a truncated file.
     """
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
-        path = str(path)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_path(str(path)) as tmp, open(tmp, "wb") as fh:
             torch.save(checkpoint, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
 from .errors import QAInputError
-from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state
+from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state, weights_mismatch
 
 __all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "allocate_version", "continued_folder", "reroot_record", "run_folders",
            "resolve_checkpoint", "given_model_keys", "model_settings", "check_weights_fit"]
@@ -225,15 +225,9 @@ def model_settings(ckpt: dict, model_cfg, given: set[str] | None) -> dict:
 
 def check_weights_fit(model, ckpt: dict, path: str) -> None:
     """Refuse a checkpoint whose weights have other names or shapes than the model built for this run."""
-    mine = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    theirs = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items()}
-    bad = [k for k in mine if k in theirs and mine[k] != theirs[k]]
-    missing = [k for k in mine if k not in theirs]
-    if not bad and not missing:
-        return
-    detail = (f"{bad[0]} is {theirs[bad[0]]} there, {mine[bad[0]]} here" if bad
-              else f"{len(missing)} weights missing there, e.g. {missing[0]}")
-    trained = (ckpt.get("hyper_parameters") or {}).get("model_name_or_path")
-    raise QAInputError(f"--ckpt_path {path}: its weights do not fit this run's model (another architecture: "
-                       f"{detail}); it was trained with --model.model_name_or_path {trained}: pass that (or a "
-                       "checkpoint of this model)")
+    detail = weights_mismatch(model.state_dict(), ckpt["state_dict"])
+    if detail is not None:
+        trained = (ckpt.get("hyper_parameters") or {}).get("model_name_or_path")
+        raise QAInputError(f"--ckpt_path {path}: its weights do not fit this run's model (another architecture: "
+                           f"{detail}); it was trained with --model.model_name_or_path {trained}: pass that (or a "
+                           "checkpoint of this model)")

@@ -1,4 +1,4 @@
-"""The command line: ``python -m qa_lightning fit|validate|test|predict`` through one LightningCLI subclass.
+"""``fit|validate|test|predict`` of ``python -m qa_lightning`` (``__main__.py``) through one LightningCLI subclass.
 
     python -m qa_lightning fit                                   # reference recipe: bert-base-cased, SQuAD v1.1
     python -m qa_lightning fit --config configs/debug.yaml       # tiny model, tiny data, CPU, < 1 minute
@@ -14,12 +14,12 @@ What this subclass adds to LightningCLI:
   after ``fit`` the best model is exported as a Hugging Face folder with its model card (``--export.*``, optional hub push;
   ``python -m qa_lightning ask`` answers from it) and
   ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
-- ``configs/squad_bert_base_cased.yaml`` is the default config when the repository checkout is present (the code
-  defaults are the same recipe, so an installed package behaves identically).
+- The defaults are the recipe: our constructor signatures, plus ``PARSER_DEFAULTS`` for Lightning's classes (no
+  default config file: a checkout and an installed package behave the same). ``--help`` lists ``ask``/``export`` too.
 - ``--ckpt_path`` is checked before Lightning reads it and the checkpoint's model settings merge under the
   command line's (``checkpoints.py``).
 - User mistakes (missing files, malformed data, no network for the hub, a damaged checkpoint) end with one
-  ``error:`` line, exit code 2.
+  ``error:`` line, exit code 2 (``errors.user_errors``).
 """
 
 from __future__ import annotations
@@ -39,19 +39,18 @@ from .checkpoints import (allocate_version, check_logger_installed, check_weight
                           run_folders)
 from .crash_safety import CrashSafety, carry_metrics_history
 from .data.datamodule import SquadDataModule
-from .errors import QAInputError
+from .errors import user_errors
 from .hf import env_defaults
 from .module import QAModule
 from .resume import training_state
 
-__all__ = ["QACLI", "main", "DEFAULT_CONFIG", "TRAINER_DEFAULTS", "PARSER_DEFAULTS", "run_folders"]
+__all__ = ["QACLI", "main", "PARSER_DEFAULTS", "run_folders"]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "squad_bert_base_cased.yaml"
-
-TRAINER_DEFAULTS = {"max_epochs": 3, "gradient_clip_val": 1.0}  # the recipe's Trainer clips at max_grad_norm=1.0
-
-# Set through the parser (not trainer_defaults) so --print_config shows them and flags can change them.
+# The recipe's values for the Lightning classes (our own classes' defaults are their signatures). Set through the
+# parser so --print_config shows them and flags can change them.
 PARSER_DEFAULTS = {
+    "trainer.max_epochs": 3,
+    "trainer.gradient_clip_val": 1.0,  # the recipe's transformers.Trainer clips at max_grad_norm=1.0
     # save_dir "." follows --trainer.default_root_dir (checkpoints.follow_root_dir)
     "trainer.logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "."}},
     "checkpoint.monitor": "val/f1",
@@ -83,6 +82,13 @@ class QACLI(LightningCLI):
         parser.add_lightning_class_args(LearningCurves, "curves")
         parser.add_lightning_class_args(CrashSafety, "crash_safety")
         parser.set_defaults(PARSER_DEFAULTS)
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs) -> None:
+        super()._add_subcommands(parser, **kwargs)
+        from .__main__ import COMMANDS  # dispatched before this CLI is built; listed so that --help shows all
+
+        for name, summary in COMMANDS.items():
+            parser._subcommands_action.add_subcommand(name, LightningArgumentParser(description=summary), help=summary)
 
     def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
         self._argv = [] if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
@@ -153,26 +159,12 @@ class QACLI(LightningCLI):
                     print(f"fit --ckpt_path: {where} (metrics before step {step} kept)", file=sys.stderr)
 
 
-def _parser_kwargs() -> dict:
-    defaults = [str(DEFAULT_CONFIG)] if DEFAULT_CONFIG.is_file() else []
-    return {cmd: {"default_config_files": defaults} for cmd in ("fit", "validate", "test", "predict")}
-
-
 def main(args: list[str] | None = None) -> QACLI:
-    """Run the CLI and return it; user errors become one line on stderr and exit status 2."""
-    argv = sys.argv[1:] if args is None else list(args)
-    if argv[:1] == ["ask"]:  # answering questions needs no Lightning CLI (qa_lightning/ask.py)
-        from .ask import main as ask_main
-
-        return ask_main(argv[1:])
+    """Run ``fit|validate|test|predict`` (``args``: the command line without the program; None: ``sys.argv``), the
+    way ``__main__.main`` and in-process runs do; returns the CLI. User errors: one ``error:`` line, exit status 2."""
     env_defaults()
-    try:
-        return QACLI(QAModule, SquadDataModule, trainer_defaults=TRAINER_DEFAULTS, seed_everything_default=42,
-              parser_kwargs=_parser_kwargs(), save_config_kwargs={"overwrite": True}, args=args)
-    except QAInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()
+    prog = "qa-lightning" if sys.argv[0].endswith("qa-lightning") else "python -m qa_lightning"  # not __main__.py
+    about = sys.modules[__package__].__doc__.splitlines()[0]  # the package's one-line description
+    with user_errors():
+        return QACLI(QAModule, SquadDataModule, seed_everything_default=42, save_config_kwargs={"overwrite": True},
+                     parser_kwargs={"prog": prog, "description": about}, args=args)

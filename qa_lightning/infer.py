@@ -25,15 +25,16 @@ import numpy as np
 import torch
 
 from .data.batching import QACollator
-from .data.features import check_window_args, prepare_validation_features
+from .data.features import check_window_args, cls_positions, cls_token_id, prepare_validation_features
 from .data.samplers import sorted_by_length
 from .errors import QAInputError
 from .evaluation.decoding import apply_null_rule, decode_nbest, null_scores
 from .evaluation.evalset import offsets_array
 from .evaluation.gather import align_logits
-from .export import DEFAULT_SETTINGS, SETTINGS_FILE, inference_settings
+from .export import SETTINGS, SETTINGS_FILE, inference_settings, model_from_checkpoint
+from .hf import build_model, load_tokenizer
 
-__all__ = ["Answer", "QAModel", "load_model_and_settings"]
+__all__ = ["Answer", "QAModel", "load_model_and_settings", "check_record"]
 
 
 @dataclass
@@ -58,42 +59,41 @@ class Answer:
     threshold: Optional[float] = None
 
 
-def _is_qa_config(path: str) -> tuple[bool, list]:
+def _check_qa_folder(path: str) -> None:
+    """One line for a folder without a question-answering model."""
     try:
         with open(os.path.join(path, "config.json")) as fh:
             archs = json.load(fh).get("architectures") or []
     except (OSError, ValueError):
         raise QAInputError(f"{path}: not a model folder (no readable config.json); pass the export folder of a run "
                            "(<run folder>/export) or a .ckpt written by `python -m qa_lightning fit`") from None
-    return any(a.endswith("ForQuestionAnswering") for a in archs), archs
+    if not any(a.endswith("ForQuestionAnswering") for a in archs):
+        raise QAInputError(f"{path}: not a question-answering model (architectures {archs}); fine-tune it first "
+                           "with `python -m qa_lightning fit` and pass its export folder")
 
 
 def load_model_and_settings(path: str):
     """``(model, tokenizer, settings)`` from an export folder or a QAModule ``.ckpt``."""
-    from .hf import build_model, load_tokenizer
-
     if os.path.isdir(path):
-        ok, archs = _is_qa_config(path)
-        if not ok:
-            raise QAInputError(f"{path}: not a question-answering model (architectures {archs}); fine-tune it first "
-                               "with `python -m qa_lightning fit` and pass its export folder")
-        settings = dict(DEFAULT_SETTINGS)
+        _check_qa_folder(path)
+        meta = {}
         if os.path.isfile(os.path.join(path, SETTINGS_FILE)):
             with open(os.path.join(path, SETTINGS_FILE)) as fh:
-                settings.update({k: v for k, v in json.load(fh).items() if k in DEFAULT_SETTINGS})
+                meta = json.load(fh)
+        settings = {k: meta[k] for k in SETTINGS if k in meta}
+        if len(settings) < len(SETTINGS):  # not recorded (a plain HF folder): from its hyper-parameters or defaults
+            settings = {**inference_settings(meta.get("hyper_parameters", {}), meta.get("data", {})), **settings}
         return build_model(path, pretrained=True).eval(), load_tokenizer(path), settings
     if os.path.isfile(path):
-        from .export import load_checkpoint, model_from_checkpoint
-
-        ckpt = load_checkpoint(path)
-        model, tokenizer, _ = model_from_checkpoint(ckpt, path)
-        settings = inference_settings(ckpt.get("hyper_parameters", {}), ckpt.get("datamodule_hyper_parameters", {}))
-        return model, tokenizer, settings
+        model, tokenizer, ckpt = model_from_checkpoint(path)
+        data_hp = ckpt.get("datamodule_hyper_parameters", {})
+        return model, tokenizer, inference_settings(ckpt["hyper_parameters"], data_hp)
     raise QAInputError(f"{path}: no such model folder or checkpoint; pass the export folder of a run "
                        "(<run folder>/export) or a .ckpt")
 
 
-def _check(record: dict, where: str) -> tuple[str, str]:
+def check_record(record: dict, where: str) -> tuple[str, str]:
+    """``(question, context)`` of a record, or a :class:`QAInputError` naming ``where`` and what is wrong."""
     if not isinstance(record, dict):
         raise QAInputError(f"{where}: expected an object with 'question' and 'context', got {type(record).__name__}")
     values = []
@@ -113,15 +113,15 @@ class QAModel:
         tokenizer: its fast tokenizer.
         settings: ``max_length``, ``stride``, ``n_best``, ``max_answer_length``, ``version_2_with_negative``,
             ``null_score_diff_threshold``, ``batch_size``, ``pad_to_multiple_of``, ``pad_to_max_length``,
-            ``sort_by_length`` (missing keys: the training defaults).
+            ``sort_by_length`` (missing keys: the constructors' defaults of the module and data module).
         device: "cpu", "cuda", ... (None: CUDA when available, else CPU).
     """
 
     def __init__(self, model, tokenizer, settings: Optional[dict] = None, device: Optional[str] = None):
-        unknown = set(settings or {}) - set(DEFAULT_SETTINGS)
+        settings, unknown = dict(settings or {}), set(settings or {}) - set(SETTINGS)
         if unknown:
-            raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-        self.settings = {**DEFAULT_SETTINGS, **(settings or {})}
+            raise QAInputError(f"unknown setting(s) {sorted(unknown)}; known: {sorted(SETTINGS)}")
+        self.settings = settings if set(settings) == set(SETTINGS) else {**inference_settings({}, {}), **settings}
         try:
             check_window_args(int(self.settings["max_length"]), int(self.settings["stride"]))
         except ValueError as err:
@@ -152,7 +152,8 @@ class QAModel:
         """Answers for many ``{"question", "context"}`` records (in order), batched by length like evaluation."""
         if top_k < 1:
             raise QAInputError(f"top_k must be >= 1, got {top_k}")
-        pairs = [_check(r, f"record {r.get('id', i) if isinstance(r, dict) else i}") for i, r in enumerate(records)]
+        pairs = [check_record(r, f"record {r.get('id', i) if isinstance(r, dict) else i}")
+                 for i, r in enumerate(records)]
         if not pairs:
             return []
         s = self.settings
@@ -174,8 +175,7 @@ class QAModel:
 
     def _v2(self, start, end, feats, f2e, nbest, top_k) -> list[list[Answer]]:
         """The v2 null rule as evaluation applies it; a winning "no answer" comes first."""
-        cls_id = self.tokenizer.cls_token_id
-        cls = np.array([ids.index(cls_id) if cls_id in ids else 0 for ids in feats["input_ids"]], dtype=np.int64)
+        cls = cls_positions(feats["input_ids"], cls_token_id(self.tokenizer))
         nulls = null_scores(start, end, cls, f2e, len(nbest))
         thr = float(self.settings["null_score_diff_threshold"])
         _, odds = apply_null_rule(nbest, nulls, thr)  # the rule evaluation applies: "" when odds > thr

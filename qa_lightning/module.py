@@ -22,6 +22,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 
 from .compiling import CompileReport, check_compile_args, compile_encoder
+from .data.batching import NON_MODEL_KEYS
 from .errors import QAInputError
 from .evaluation.evalset import EvalSet
 from .evaluation.gather import LogitCollector, align_logits
@@ -34,8 +35,6 @@ from .resume import collect_rng_states, gather_rng_states, set_rng_states
 __all__ = ["QAModule"]
 
 log = logging.getLogger(__name__)
-
-_NON_MODEL_KEYS = ("feature_index", "pad_left")
 
 
 class QAModule(L.LightningModule):
@@ -193,7 +192,7 @@ class QAModule(L.LightningModule):
     def forward(self, **inputs):
         if self.hparams.get("unpadded"):
             return packed_forward(self.model, inputs)
-        return self.model(**{k: v for k, v in inputs.items() if k not in _NON_MODEL_KEYS})
+        return self.model(**{k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS})
 
     def on_train_epoch_start(self) -> None:
         self._loss_sum, self._loss_n = None, 0  # the epoch's summed loss (a device tensor) and its sample count

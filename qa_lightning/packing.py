@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .data.batching import NON_MODEL_KEYS
 from .errors import QAInputError
 
 __all__ = ["ATTN_NAME", "PACK_KEYS", "SUPPORTED_MODEL_TYPES", "add_pack_index", "enable_packed_attention",
@@ -34,7 +35,8 @@ __all__ = ["ATTN_NAME", "PACK_KEYS", "SUPPORTED_MODEL_TYPES", "add_pack_index", 
 ATTN_NAME = "qa_packed_sdpa"
 PACK_KEYS = ("pack_index", "pack_offsets", "pack_max_len")
 SUPPORTED_MODEL_TYPES = ("bert",)  # absolute positions = column index, token types, attention via the registry
-_NON_MODEL_KEYS = ("feature_index", "pad_left", "start_positions", "end_positions", "attention_mask", *PACK_KEYS)
+# Not passed on as they are: bookkeeping, labels (the loss is ours), the mask (packing replaces it), packing keys
+_NOT_PASSED = (*NON_MODEL_KEYS, "start_positions", "end_positions", "attention_mask", *PACK_KEYS)
 
 
 def packed_sdpa(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
@@ -115,7 +117,7 @@ def packed_forward(model: torch.nn.Module, batch: dict) -> Any:
     def pack(x: torch.Tensor) -> torch.Tensor:  # (B, L) -> (1, T)
         return x.reshape(-1)[index].unsqueeze(0)
 
-    inputs = {k: v for k, v in batch.items() if k not in _NON_MODEL_KEYS and k != "input_ids"}
+    inputs = {k: v for k, v in batch.items() if k not in _NOT_PASSED and k != "input_ids"}
     inputs = {k: pack(v) if torch.is_tensor(v) and v.shape == ids.shape else v for k, v in inputs.items()}
     out = model(input_ids=pack(ids), position_ids=(index % length).unsqueeze(0), cu_seq_lens_q=offsets,
                 cu_seq_lens_k=offsets, max_length_q=batch["pack_max_len"], max_length_k=batch["pack_max_len"],

@@ -3,13 +3,14 @@
     checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save (DDP: gather_rng_states, one per rank)
     set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
     ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
+    weights_mismatch(model.state_dict(), ckpt["state_dict"])   # None, or which names/shapes differ
     found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
     check_same_position(saved, current)                         # mid-epoch resume with other features: refused
 
 The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
 run killed mid-epoch and resumed with ``--ckpt_path last`` ends with the weights of an uninterrupted run. A checkpoint
 is read on the CPU, memory-mapped and with ``weights_only=True`` (no code runs from the file) before Lightning sees
-it, so a damaged or foreign file is one sentence, not a traceback. No Lightning import here.
+it, so a damaged or foreign file is one sentence, not a traceback. The package's only ``.ckpt`` reader. No Lightning.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["collect_rng_states", "gather_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "training_state",
-           "find_last_checkpoint", "position_identity", "check_same_position"]
+__all__ = ["collect_rng_states", "gather_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint",
+           "weights_mismatch", "training_state", "find_last_checkpoint", "position_identity", "check_same_position"]
 
 # Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
 # these name the difference in the message). batch_size, seed and group_by_length fix the epoch's batch order.
@@ -117,6 +118,19 @@ def read_checkpoint(path: str | Path) -> dict:
 def training_state(ckpt: dict) -> tuple[int, int]:
     """(global step, epoch) a checkpoint was written at: what ``--ckpt_path last`` ranks by."""
     return int(ckpt.get("global_step") or 0), int(ckpt.get("epoch") or 0)
+
+
+def weights_mismatch(expected: dict, saved: dict) -> Optional[str]:
+    """None when ``saved`` (name -> tensor) has the names and shapes of ``expected`` (a model's ``state_dict()``);
+    else one phrase: the first weight of another shape, or the missing and unexpected names (no name assumed)."""
+    mine, theirs = ({k: tuple(v.shape) for k, v in state.items()} for state in (expected, saved))
+    bad = [k for k in mine if k in theirs and mine[k] != theirs[k]]
+    if bad:
+        return f"{bad[0]} is {theirs[bad[0]]} there, {mine[bad[0]]} here"
+    missing, unexpected = [k for k in mine if k not in theirs], [k for k in theirs if k not in mine]
+    parts = [f"{len(names)} {what} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+             for names, what in ((missing, "weights missing there"), (unexpected, "unexpected weights")) if names]
+    return "; ".join(parts) or None
 
 
 def find_last_checkpoint(roots: Iterable[str | Path]) -> tuple[Optional[str], list[tuple[str, str]]]:

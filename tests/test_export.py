@@ -127,9 +127,9 @@ def test_export_cli_reports_bad_checkpoint(tmp_path):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(SystemExit) as ex:
-        from qa_lightning.export import main
+        from qa_lightning.__main__ import main
 
-        main([str(bad), str(tmp_path / "out")])
+        main(["export", str(bad), str(tmp_path / "out")])
     assert ex.value.code == 2
 
 

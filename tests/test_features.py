@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa_lightning.data.features import (check_window_args, label_window, prepare_train_features,
-                                   prepare_validation_features, question_budget)
+from qa_lightning.data.features import (check_window_args, cls_positions, cls_token_id, label_window,
+                                   prepare_train_features, prepare_validation_features, question_budget)
 from reference import reference_train_features, reference_validation_features
 from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_DEV, TINY_TRAIN, needs_shared, squad_examples
 
@@ -98,6 +98,22 @@ def test_full_dev_set_train_parity_and_counts():
     assert len(examples["id"]) == 10570
     ours = assert_train_parity(examples, tok, 384, 128)
     assert len(ours["input_ids"]) == 10822
+
+
+def test_one_cls_rule_for_rows_and_datasets():
+    """Training labels, evaluation and QAModel share cls_positions: rows and (views of) Datasets alike."""
+    import datasets
+
+    rows = [[5, 1, 2], [3, 4, 1], [7, 8]]
+    assert cls_positions(rows, 1).tolist() == [1, 2, 0]  # first CLS; 0 when a feature has none
+    view = datasets.Dataset.from_dict({"input_ids": rows}).select([2, 0, 1])
+    assert cls_positions(view, 1).tolist() == [0, 1, 2]
+    assert cls_positions(rows, None).tolist() == [0, 0, 0]
+
+    class NoCls:  # a tokenizer with BOS but no CLS: windows without the answer point at BOS
+        cls_token_id, bos_token_id = None, 7
+
+    assert cls_token_id(NoCls) == 7
 
 
 @pytest.mark.parametrize("words", [600, 100])  # 600: the tokenizer refuses it whole; 100: it would not

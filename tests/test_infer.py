@@ -101,7 +101,7 @@ def test_bad_models_and_questions_are_one_clear_error(tiny_export, tmp_path):
     with pytest.raises(QAInputError, match="not a model folder"):
         QAModel.from_pretrained(str(tmp_path))
     (tmp_path / "x.ckpt").write_bytes(b"not a checkpoint")
-    with pytest.raises(QAInputError, match="not a readable checkpoint"):
+    with pytest.raises(QAInputError, match="x.ckpt: not a PyTorch checkpoint"):  # resume.read_checkpoint's words
         QAModel.from_pretrained(str(tmp_path / "x.ckpt"))
     qa = QAModel.from_pretrained(tiny_export)
     with pytest.raises(QAInputError, match="'question' is empty"):

@@ -112,6 +112,11 @@ def test_installed_wheel_imports_and_runs_from_another_directory(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "model_name_or_path: bert-base-cased" in proc.stdout and "max_length: 384" in proc.stdout
+    # The console script: one --help with all six subcommands, exit status 0
+    proc = subprocess.run([str(site / "bin" / "qa-lightning"), "--help"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: qa-lightning "), proc.stderr[-2000:]
+    assert "{fit,validate,test,predict,ask,export}" in proc.stdout
 
 
 def test_readme_layout_table_lists_every_module():

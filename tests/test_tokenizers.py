@@ -1,7 +1,8 @@
 """Any fast tokenizer: XLNet-style left padding (context first, CLS last) and RoBERTa-style (no token_type_ids).
 
-Both tokenizers are built locally from the bert-base-cased WordPiece model with other post-processors. The check
-goes through the whole chain: labels -> collator (padding, label shift) -> logits aligned back -> decoded answer.
+Both tokenizers are built locally from the bert-base-cased WordPiece model with other post-processors
+(``tiny_models.build_tokenizer``). The check goes through the whole chain: labels -> collator (padding, label
+shift) -> logits aligned back -> decoded answer. Real architectures' tokenizers: ``test_architectures.py``.
 """
 
 from __future__ import annotations
@@ -20,29 +21,7 @@ from qa_lightning.evaluation.evalset import offsets_array
 from qa_lightning.evaluation.gather import align_logits
 from qa_lightning.data.features import prepare_train_features, prepare_validation_features
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples
-
-
-def build_tokenizer(style: str):
-    from tokenizers import Tokenizer
-    from tokenizers.processors import TemplateProcessing
-    from transformers import PreTrainedTokenizerFast
-
-    backend = Tokenizer.from_file(str(TINY_BERT / "tokenizer.json"))
-    vocab = backend.get_vocab()
-    special = [(t, vocab[t]) for t in ("[CLS]", "[SEP]")]
-    if style == "xlnet":  # context first, then question, CLS at the very end, padding on the left
-        # (XLNet gives CLS segment id 2; 1 here because the tiny BERT used with it has two token types)
-        backend.post_processor = TemplateProcessing(single="$A:0 [SEP]:0 [CLS]:1",
-                                                    pair="$A:0 [SEP]:0 $B:1 [SEP]:1 [CLS]:1", special_tokens=special)
-        tok = PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="left", cls_token="[CLS]",
-                                      sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]")
-    else:  # roberta-like: <s> A </s></s> B </s>, no token_type_ids
-        backend.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] [SEP] $B [SEP]",
-                                                    special_tokens=special)
-        tok = PreTrainedTokenizerFast(tokenizer_object=backend, padding_side="right", cls_token="[CLS]",
-                                      sep_token="[SEP]", pad_token="[PAD]", unk_token="[UNK]",
-                                      model_input_names=["input_ids", "attention_mask"])
-    return tok
+from tiny_models import build_tokenizer
 
 
 @pytest.mark.parametrize("style", ["xlnet", "roberta"])

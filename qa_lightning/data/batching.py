@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["QACollator", "default_num_workers"]
+__all__ = ["QACollator", "NON_MODEL_KEYS", "default_num_workers", "evaluation_settings"]
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
+# Batch entries that are bookkeeping, not model inputs: the feature's row and the padding added on the left
+NON_MODEL_KEYS = ("feature_index", "pad_left")
 
 
 class QACollator:
@@ -89,3 +91,10 @@ def default_num_workers(requested: int | None) -> int:
     if requested is not None:
         return requested
     return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
+
+
+def evaluation_settings(hp: Mapping) -> dict:
+    """How a data module with hyper-parameters ``hp`` evaluates (asked by ``SquadDataModule`` and ``export``):
+    ``batch_size``, else 4x the training batch (no gradients kept); ``version_2_with_negative``, also for squad_v2."""
+    return {"batch_size": int(hp["eval_batch_size"] or 4 * int(hp["batch_size"])),
+            "version_2_with_negative": bool(hp["version_2_with_negative"] or hp["dataset_name"] == "squad_v2")}

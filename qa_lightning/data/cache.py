@@ -19,12 +19,10 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import uuid
 import warnings
 from typing import Any, Callable, Optional
 
+from ..files import atomic_path, discard as discard_split  # a cache folder: renamed aside, then deleted
 from .sources import is_local
 
 __all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "discard_split",
@@ -78,10 +76,7 @@ def _quiet_datasets():
 
 def save_split(path: str, examples, features, report: str) -> None:
     """Write examples, features and the one-line preprocessing report to ``path`` atomically."""
-    root = os.path.dirname(os.path.abspath(path))
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}-", dir=root)
-    try:
+    with atomic_path(path, folder=True) as tmp:  # a half-written cache is never visible
         with _quiet_datasets():
             examples.save_to_disk(os.path.join(tmp, "examples"))
             features.save_to_disk(os.path.join(tmp, "features"))
@@ -89,13 +84,6 @@ def save_split(path: str, examples, features, report: str) -> None:
             fh.write(report + "\n")
         with open(os.path.join(tmp, MANIFEST), "w") as fh:  # last: it describes everything above
             json.dump(_scan(tmp), fh, indent=1, sort_keys=True)
-        try:
-            os.replace(tmp, path)  # atomic: a half-written cache is never visible
-        except OSError:
-            if not os.path.isdir(path):  # a concurrent writer did not win either: a real error
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _digest(path: str, size: int) -> str:
@@ -142,17 +130,6 @@ def verify_split(path: str) -> Optional[str]:
         if _digest(full, actual) != digest:
             return f"{rel} does not match its checksum"
     return None
-
-
-def discard_split(path: str) -> None:
-    """Move a cache folder aside (atomic rename, so no reader sees it half deleted), then delete it."""
-    aside = os.path.join(os.path.dirname(os.path.abspath(path)),
-                         f".{os.path.basename(path)}-discarded-{uuid.uuid4().hex[:8]}")
-    try:
-        os.replace(path, aside)
-    except OSError:  # a concurrent run moved it already
-        return
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 def ensure_split(path: str, build: Callable[[str], None]) -> str:

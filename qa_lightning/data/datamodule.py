@@ -27,10 +27,10 @@ from ..errors import QAInputError
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
 from ..resume import check_same_position, position_identity
-from .batching import QACollator, default_num_workers
+from .batching import QACollator, default_num_workers, evaluation_settings
 from .buckets import buckets_for, feature_lengths, parse_bucket_spec
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
-from .features import check_window_args, tokenize_split
+from .features import check_window_args, cls_token_id, tokenize_split
 from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, ShardedSampler, sorted_by_length
 from .sources import ColumnNames, load_split
 
@@ -134,8 +134,9 @@ class SquadDataModule(L.LightningDataModule):
         self.max_length, self.stride = max_length, stride
         self.batch_size = batch_size
         self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 42))
-        self.eval_batch_size = eval_batch_size or 4 * batch_size
-        self.version_2_with_negative = version_2_with_negative or dataset_name == "squad_v2"
+        evaluation = evaluation_settings(self.hparams)  # the rules the inference settings of a checkpoint use too
+        self.eval_batch_size = evaluation["batch_size"]
+        self.version_2_with_negative = evaluation["version_2_with_negative"]
         self.cols = ColumnNames(id=id_column, question=question_column, context=context_column, answers=answer_column)
         self.cache_root = cache_dir or os.environ.get("QA_LIGHTNING_CACHE") or os.path.join(
             os.path.expanduser("~"), ".cache", "qa_lightning")
@@ -225,7 +226,7 @@ class SquadDataModule(L.LightningDataModule):
             examples, features = getattr(self, f"{name}_examples"), getattr(self, f"{name}_dataset")
             if examples is None:
                 raise RuntimeError(f"split {split!r} is not set up; call setup() first")
-            self._eval_sets[split] = build_eval_set(examples, features, self.tokenizer.cls_token_id,
+            self._eval_sets[split] = build_eval_set(examples, features, cls_token_id(self.tokenizer),
                                                     self.max_length, self.version_2_with_negative)
         return self._eval_sets[split]
 
@@ -268,9 +269,7 @@ class SquadDataModule(L.LightningDataModule):
             sampler = LengthGroupedSampler(feature_lengths(ds), self.batch_size, **common)
         else:
             sampler = EpochSampler(len(ds), **common)
-        if self.trainer is not None and self.trainer.world_size > 1:  # sharded here: each rank resumes exactly
-            sampler = ShardedSampler(sampler, self.trainer.world_size, self.trainer.global_rank)
-        return self._loader(ds, self.batch_size, sampler)
+        return self._loader(ds, self.batch_size, ShardedSampler.of(sampler, self.trainer))  # DDP: exact resume
 
     # ------------------------------------------------------------------------- mid-epoch resume
     def state_dict(self) -> dict:

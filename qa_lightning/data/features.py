@@ -22,14 +22,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = [
-    "prepare_train_features",
-    "prepare_validation_features",
-    "check_window_args",
-    "question_budget",
-    "label_window",
-    "tokenize_split",
-]
+__all__ = ["prepare_train_features", "prepare_validation_features", "check_window_args", "question_budget",
+           "label_window", "cls_token_id", "cls_positions", "arrow_column", "tokenize_split"]
 
 
 def check_window_args(max_length: int, stride: int) -> None:
@@ -146,16 +140,35 @@ def label_window(offsets: Sequence, context_start: int, context_end: int, start_
     return start, end
 
 
-def _cls_index(input_ids: Sequence[int], tokenizer: Any) -> int:
-    cls_id = tokenizer.cls_token_id
-    if cls_id is None:
-        cls_id = tokenizer.bos_token_id
-    if cls_id is None:
-        return 0
-    try:
-        return list(input_ids).index(cls_id)
-    except ValueError:
-        return 0
+def cls_token_id(tokenizer: Any) -> Optional[int]:
+    """The token whose position labels a window without the answer: CLS, else BOS (None: position 0)."""
+    return tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+
+
+def arrow_column(rows, name: str, item_type=None):
+    """The ``name`` column of a ``datasets.Dataset`` as one Arrow ``ListArray`` (its buffers: no slow Python objects),
+    or a list of rows of ``item_type`` (default int64) items as one."""
+    import pyarrow as pa
+
+    if hasattr(rows, "with_format"):  # a datasets.Dataset, select()/shuffle() views included
+        return rows.with_format("arrow")[name].combine_chunks()
+    return pa.array([list(row) for row in rows], type=pa.list_(item_type or pa.int64()))
+
+
+def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
+    """(F,) int64 index of the first ``cls_id`` in each feature of ``input_ids`` (rows, or a Dataset: see
+    :func:`arrow_column`), 0 when absent; XLNet puts it last. The CLS rule of labels, evaluation and ``QAModel``."""
+    col = arrow_column(input_ids, "input_ids")
+    outer = col.offsets.to_numpy()  # (F+1,)
+    out = np.zeros(len(outer) - 1, dtype=np.int64)
+    if cls_id is None or len(out) == 0:
+        return out
+    values = col.values.to_numpy()[outer[0]:outer[-1]]
+    hits = np.flatnonzero(values == cls_id)
+    rows = np.searchsorted(outer[1:] - outer[0], hits, side="right")
+    first_rows, first = np.unique(rows, return_index=True)
+    out[first_rows] = hits[first] - (outer[first_rows] - outer[0])
+    return out
 
 
 def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
@@ -177,10 +190,11 @@ def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384
     sample_map = enc.pop("overflow_to_sample_mapping")
     offset_mapping = enc.pop("offset_mapping")
     answers = examples[answer_column]
+    cls_at = cls_positions(enc["input_ids"], cls_token_id(tokenizer))  # (F,)
     starts, ends = [], []
     for i, offsets in enumerate(offset_mapping):
         answer = answers[sample_map[i]]
-        cls = _cls_index(enc["input_ids"][i], tokenizer)
+        cls = int(cls_at[i])
         if not answer["answer_start"]:  # unanswerable (SQuAD v2)
             starts.append(cls)
             ends.append(cls)

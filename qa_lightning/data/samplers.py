@@ -110,6 +110,13 @@ class ShardedSampler(DistributedSampler):
                          drop_last=False)
         self.inner = inner
 
+    @classmethod
+    def of(cls, inner: EpochSampler, trainer) -> Sampler:
+        """``inner`` itself in one process; under DDP (``trainer.world_size > 1``) this rank's share of it."""
+        if trainer is None or trainer.world_size <= 1:
+            return inner
+        return cls(inner, trainer.world_size, trainer.global_rank)
+
     def __iter__(self) -> Iterator[int]:
         self.epoch = self.inner.current_epoch()  # also right before Lightning's set_epoch of a resumed epoch
         order, skip = self.inner.epoch_order()

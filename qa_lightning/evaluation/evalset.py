@@ -1,7 +1,7 @@
 """What decoding needs for one evaluation split, as arrays, read straight from the Arrow buffers of the features.
 
-    from qa_lightning.evaluation.evalset import build_eval_set, offsets_array
-    ev = build_eval_set(examples, features, tokenizer.cls_token_id)   # datasets.Dataset pair -> EvalSet
+    from qa_lightning.evaluation.evalset import build_eval_set, offsets_array   # cls_token_id: data/features.py
+    ev = build_eval_set(examples, features, cls_token_id(tokenizer))  # datasets.Dataset pair -> EvalSet
     offsets = offsets_array(features)   # (F, L, 2) int32, -1 outside the context (also takes lists of rows)
 
 Used by ``SquadDataModule.eval_set`` and the inference API; converting the ``offset_mapping`` column through Python
@@ -15,7 +15,9 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["EvalSet", "build_eval_set", "offsets_array", "cls_positions"]
+from ..data.features import arrow_column, cls_positions
+
+__all__ = ["EvalSet", "build_eval_set", "offsets_array"]
 
 
 @dataclass
@@ -45,12 +47,7 @@ def offsets_array(features, width: Optional[int] = None) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    if hasattr(features, "data") and hasattr(features, "column_names"):  # a datasets.Dataset
-        if getattr(features, "_indices", None) is not None:  # a select()/shuffle() view: materialise its rows
-            features = features.flatten_indices()
-        col = features.data.column("offset_mapping").combine_chunks()  # list<list<int>>, inner lists nullable
-    else:
-        col = pa.array([list(row) for row in features], type=pa.list_(pa.list_(pa.int64())))
+    col = arrow_column(features, "offset_mapping", pa.list_(pa.int64()))  # list<list<int>>, inner lists nullable
     outer = col.offsets.to_numpy()  # (F+1,)
     lengths = np.diff(outer)
     inner = col.values.slice(int(outer[0]), int(outer[-1] - outer[0]))
@@ -66,24 +63,7 @@ def offsets_array(features, width: Optional[int] = None) -> np.ndarray:
     return out
 
 
-def cls_positions(features, cls_id: Optional[int]) -> np.ndarray:
-    """(F,) index of the first CLS token of each feature (0 when absent); XLNet puts it last."""
-    if getattr(features, "_indices", None) is not None:
-        features = features.flatten_indices()
-    col = features.data.column("input_ids").combine_chunks()
-    outer = col.offsets.to_numpy()
-    out = np.zeros(len(features), dtype=np.int64)
-    if cls_id is None or len(features) == 0:
-        return out
-    values = col.values.to_numpy()[outer[0]:outer[-1]]
-    hits = np.flatnonzero(values == cls_id)
-    rows = np.searchsorted(outer[1:] - outer[0], hits, side="right")
-    first_rows, first = np.unique(rows, return_index=True)
-    out[first_rows] = hits[first] - (outer[first_rows] - outer[0])
-    return out
-
-
-def build_eval_set(examples, features, cls_token_id: Optional[int], width: int = 0,
+def build_eval_set(examples, features, cls_id: Optional[int], width: int = 0,
                    version_2_with_negative: bool = False) -> EvalSet:
     """EvalSet of an evaluation split: ``examples`` (id, context, answers) and its ``features`` (example_id,
     offset_mapping, input_ids), both ``datasets.Dataset``; ``width``/``version_2_with_negative`` as EvalSet's."""
@@ -92,5 +72,5 @@ def build_eval_set(examples, features, cls_token_id: Optional[int], width: int =
     f2e = np.fromiter((index[k] for k in features["example_id"]), dtype=np.int64, count=len(features))
     return EvalSet(example_ids=list(ids), contexts=list(examples["context"]),
                    answers=[a["text"] for a in examples["answers"]], feature_to_example=f2e,
-                   offsets=offsets_array(features), cls_index=cls_positions(features, cls_token_id), width=width,
+                   offsets=offsets_array(features), cls_index=cls_positions(features, cls_id), width=width,
                    version_2_with_negative=version_2_with_negative)

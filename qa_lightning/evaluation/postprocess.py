@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..files import atomic_path
 from .decoding import apply_null_rule, decode_nbest, null_scores
 from .evalset import EvalSet
 from .metrics import SquadV1Scorer, squad_v1, squad_v2
@@ -135,11 +136,8 @@ class PostProcessor:
 
 def write_json(path: str, obj) -> None:
     """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2, ensure_ascii=False)
-    os.replace(tmp, path)
 
 
 def write_outputs(out_dir: str, result: EvalResult, info: Optional[dict] = None) -> list[str]:
