@@ -57,7 +57,8 @@ def read_jsonl(lines, source: str = "stdin") -> list[dict]:
         except json.JSONDecodeError as err:
             raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
         check_record(rec, f"{source} line {n}")  # what QAModel checks in every record
-        rec.setdefault("id", n)
+        # ids are strings everywhere (as predict's): a missing id is the line number, as text
+        rec["id"] = str(rec["id"]) if rec.get("id") not in (None, "") else str(n)
         records.append(rec)
     if not records:
         raise QAInputError(f"{source}: no questions (expected one JSON object per line with 'question' and 'context')")

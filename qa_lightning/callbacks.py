@@ -1,8 +1,7 @@
-"""Callbacks the CLI always adds: export (with model card) and hub push, learning curves, crash safety.
+"""Callbacks the CLI always adds: export (with model card) and hub push, learning curves (crash_safety.py: last.ckpt).
 
     python -m qa_lightning fit --export.hub_model_id me/bert-squad     # background upload at each validation end
     python -m qa_lightning fit --export.dirpath my_model               # where the best model is exported
-    python -m qa_lightning fit --crash_safety.every_n_train_steps 500  # last.ckpt every 500 steps too
 
 Hub pushes run on a background thread with ``huggingface_hub``: training never waits for the network, and a failed
 push is a warning, not a crash. Everything here acts on global rank 0 only.
@@ -23,14 +22,13 @@ from typing import Any, Callable, Optional
 import lightning as L
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
-from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from .export import RUN_KEY, export_checkpoint, run_metadata, save_hf_directory
 from .files import atomic_path
 from .plots import plot_learning_curves
 
-__all__ = ["ExportCallback", "LearningCurves", "HubPusher", "CrashSafety", "AtomicCheckpointIO"]
+__all__ = ["ExportCallback", "LearningCurves", "HubPusher", "AtomicCheckpointIO"]
 
 log = logging.getLogger(__name__)
 
@@ -177,6 +175,9 @@ class ExportCallback(Callback):
         out = self._dir(trainer)  # log_dir is collective: ask on every rank
         if not trainer.is_global_zero:
             return
+        if trainer.fast_dev_run:  # a smoke test: Lightning writes no checkpoint then, and no export is made either
+            print("fast_dev_run: no export (as Lightning writes no checkpoints in this mode)", file=sys.stderr)
+            return
         best = ""
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.best_model_path and os.path.isfile(cb.best_model_path):
@@ -226,76 +227,3 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
         with atomic_path(str(path)) as tmp, open(tmp, "wb") as fh:
             torch.save(checkpoint, fh)
-
-
-class CrashSafety(Checkpoint):
-    """Owns ``last.ckpt``, always the newest state: every epoch end (after its validation and the best-checkpoint
-    update), every N steps, on SIGTERM and at the end of fit -- one name, whatever ``val/f1`` did. Atomic writes.
-
-    Lightning's ``ModelCheckpoint(save_last=True)`` writes "last" only when a top-k checkpoint was saved at that step
-    (an epoch whose metric did not improve left no end state on disk) and versions the name (``last-v1.ckpt``) when
-    another writer made ``last.ckpt``, so ``save_last`` is switched off on the checkpoint callbacks here. Being a
-    ``Checkpoint`` callback, it runs after the other callbacks' epoch-end hooks (after ModelCheckpoint's, when it
-    comes later in the list, as in the CLI), so the saved best-model bookkeeping is current.
-
-    ``fit --ckpt_path last`` then resumes at the exact batch (the data module saves its position in the epoch and
-    the module the RNG states), so on CPU with ``--trainer.deterministic true`` the final weights equal those of an
-    uninterrupted run.
-
-    Args:
-        every_n_train_steps: also write ``last.ckpt`` every N optimizer steps (None: epoch ends and end of fit).
-        save_on_sigterm: on SIGTERM, finish the current batch, write ``last.ckpt`` and exit with status 0.
-        atomic: write every checkpoint atomically (temp file + rename).
-    """
-
-    def __init__(self, every_n_train_steps: Optional[int] = None, save_on_sigterm: bool = True, atomic: bool = True):
-        if every_n_train_steps is not None and every_n_train_steps < 1:
-            raise ValueError(f"--crash_safety.every_n_train_steps must be >= 1, got {every_n_train_steps}")
-        self.every_n_train_steps = every_n_train_steps
-        self.save_on_sigterm = save_on_sigterm
-        self.atomic = atomic
-        self._saved_step = -1
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.atomic and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
-        for cb in trainer.checkpoint_callbacks:
-            if isinstance(cb, ModelCheckpoint) and cb.save_last:
-                cb.save_last = False  # last.ckpt is ours (see the class docstring)
-
-    def _path(self, trainer: L.Trainer) -> str:
-        cb = next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
-        dirpath = cb.dirpath if cb is not None and cb.dirpath else os.path.join(trainer.default_root_dir, "checkpoints")
-        return os.path.join(dirpath, "last.ckpt")
-
-    def _save(self, trainer: L.Trainer, why: str) -> None:
-        path = self._path(trainer)
-        trainer.save_checkpoint(path)  # collective under DDP: every rank gets here together
-        self._saved_step = trainer.global_step
-        if trainer.is_global_zero:
-            log.info("%s: saved %s at step %d", why, path, trainer.global_step)
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        step = trainer.global_step
-        if self.save_on_sigterm and trainer.received_sigterm and trainer.world_size == 1:
-            self._save(trainer, "SIGTERM")
-            print(f"SIGTERM received: saved {self._path(trainer)} at step {step}; exiting", file=sys.stderr)
-        elif self.every_n_train_steps and step % self.every_n_train_steps == 0 and step != self._saved_step:
-            self._save(trainer, "step checkpoint")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After the epoch's validation and ModelCheckpoint's save; always, even when a step checkpoint has this
-        # global step (that one was written before the validation).
-        if not trainer.sanity_checking and trainer.global_step > 0:
-            self._save(trainer, "epoch end")
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.global_step > 0 and trainer.global_step != self._saved_step:  # max_steps mid-epoch, etc.
-            self._save(trainer, "end of fit")
-
-    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        # Under DDP Lightning agrees on SIGTERM across ranks at the start of a step and raises on all of them.
-        if (self.save_on_sigterm and isinstance(exception, SIGTERMException) and trainer.world_size > 1
-                and trainer.global_step != self._saved_step):
-            self._save(trainer, "SIGTERM")

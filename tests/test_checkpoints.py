@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from qa_lightning.checkpoints import reroot_record
 from conftest import ROOT, TINY_BERT, TINY_DEV, TINY_TRAIN, debug_args, run_cli, versions
 from test_resume import CASES, damage
 
@@ -172,3 +173,26 @@ def test_concurrent_runs_get_distinct_version_folders(debug_run, tmp_path):
     for r in runs:
         assert (r / "predictions.json").is_file() and (r / "eval_results.json").is_file()
         assert (r / "config.yaml").is_file() and (r / "metrics.csv").is_file()
+
+
+def test_a_moved_run_folder_keeps_its_best_checkpoint_record(tmp_path):
+    """The rule: a recorded ``<old dirpath>/NAME`` becomes ``<new dirpath>/NAME``; a file only at the old place is
+    carried over; a file at neither place is said."""
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    old.mkdir(parents=True), new.mkdir(parents=True)
+    (new / "epoch0-f13.58.ckpt").write_bytes(b"copied along")  # cp -r took it with the run folder
+    (old / "epoch1-f12.07.ckpt").write_bytes(b"only at the old place")
+    state = {"dirpath": str(old), "best_model_path": str(old / "epoch0-f13.58.ckpt"), "best_model_score": 3.58,
+             "kth_best_model_path": str(old / "epoch1-f12.07.ckpt"), "last_model_path": "",
+             "best_k_models": {str(old / "epoch0-f13.58.ckpt"): 3.58, str(old / "gone.ckpt"): 1.0}}
+    copied = []
+    notes = reroot_record(state, str(new), copy=lambda src, dst: copied.append((src, dst)))
+    assert state["dirpath"] == str(new) and state["best_model_score"] == 3.58
+    assert state["best_model_path"] == str(new / "epoch0-f13.58.ckpt") and state["last_model_path"] == ""
+    assert state["kth_best_model_path"] == str(new / "epoch1-f12.07.ckpt")
+    assert copied == [(str(old / "epoch1-f12.07.ckpt"), str(new / "epoch1-f12.07.ckpt"))]
+    assert set(state["best_k_models"]) == {str(new / "epoch0-f13.58.ckpt"), str(new / "gone.ckpt")}
+    assert len(notes) == 2 and "gone.ckpt, which no longer exists" in notes[1]
+    # Other ranks (copy=None) only re-point the paths.
+    other = {"dirpath": str(old), "best_model_path": str(old / "epoch1-f12.07.ckpt")}
+    assert reroot_record(other, str(new)) == [] and other["best_model_path"] == str(new / "epoch1-f12.07.ckpt")

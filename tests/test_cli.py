@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 
-from conftest import TINY_DEV, debug_args, run_cli, versions
+from conftest import ROOT, TINY_DEV, TINY_TRAIN, debug_args, run_cli, versions
 from reference import official_v1_evaluate
 
 
@@ -100,12 +104,14 @@ def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
                                       "--ckpt_path", "last"))
     assert "Restored all states" in proc.stderr + proc.stdout
     resumed = versions(tmp_path)[-1]
+    assert resumed.name == "version_0"  # the run goes on in its own folder
     final = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert final["global_step"] == 20
     # The scheduler continued rather than restarting: its step count is the global step.
     assert final["lr_schedulers"][0]["last_epoch"] == 20
+    # One metrics.csv: the first part's rows (steps 4, 9), then the resumed part's, none twice.
     steps = [int(r["step"]) for r in csv.DictReader((resumed / "metrics.csv").open()) if r.get("train/loss_step")]
-    assert steps and min(steps) >= 10
+    assert steps == [4, 9, 14, 19]
 
 
 @pytest.mark.slow
@@ -124,8 +130,9 @@ def test_predict_equals_validate_for_same_file_and_checkpoint(debug_run, tmp_pat
                     fh.write(json.dumps({"id": qa["id"], "question": qa["question"], "context": para["context"]}) + "\n")
     for source in (TINY_DEV, flat):
         root = tmp_path / f"p_{source.suffix[1:]}"
-        run_cli("predict", *debug_args(root, *common, "--data.predict_file", source))
+        proc = run_cli("predict", *debug_args(root, *common, "--data.predict_file", source))
         pred_dir = versions(root)[-1] / "predict"
+        assert f"predict: wrote predictions.json, nbest_predictions.json to {pred_dir}" in proc.stderr  # said where
         preds = json.loads((pred_dir / "predictions.json").read_text())
         assert preds == json.loads((val_dir / "predictions.json").read_text())
         nbest = json.loads((pred_dir / "nbest_predictions.json").read_text())
@@ -147,3 +154,67 @@ def test_no_metrics_file_when_no_example_was_evaluated_completely(debug_run, tmp
     assert json.loads((out / "predictions.json").read_text()) == {}
     rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r.get("val/f1")]
     assert len(rows) == 1 and rows[0]["val/f1"] == "nan"
+
+
+@pytest.mark.slow
+def test_logger_false_and_checkpointing_false_adapt_the_built_in_callbacks(tmp_path):
+    no_log = tmp_path / "no_logger"
+    proc = run_cli("fit", "--config", "configs/debug.yaml", "--trainer.default_root_dir", no_log,
+                   "--data.cache_dir", tmp_path / "cache", "--trainer.enable_progress_bar", "false",
+                   "--trainer.logger", "false")
+    assert proc.stderr.count("--trainer.logger false: no metrics.csv, learning-rate monitor or learning curves; "
+                             f"predictions, eval_results.json, checkpoints/ and export/ go directly into {no_log}") == 1
+    assert {p.name for p in no_log.iterdir()} >= {"predictions.json", "eval_results.json", "checkpoints", "export"}
+    assert not list(no_log.rglob("metrics.csv")) and not (no_log / "lightning_logs").exists()
+    assert (no_log / "checkpoints" / "last.ckpt").is_file() and (no_log / "export" / "model.safetensors").is_file()
+
+    no_ckpt = tmp_path / "no_checkpoints"
+    proc = run_cli("fit", *debug_args(no_ckpt, "--trainer.enable_checkpointing", "false"))
+    assert proc.stderr.count("--trainer.enable_checkpointing false: no checkpoints (no best by val/f1, no last.ckpt; "
+                             "Ctrl-C and SIGTERM stop without saving); the export holds the final weights") == 1
+    assert not list(no_ckpt.rglob("*.ckpt")) and not list(no_ckpt.rglob("checkpoints"))
+    run = versions(no_ckpt)[-1]
+    assert "Exported final model to" in proc.stdout
+    for name in ("predictions.json", "eval_results.json", "metrics.csv", "export/model.safetensors"):
+        assert (run / name).is_file(), name
+
+
+@pytest.mark.slow
+def test_fast_dev_run_writes_no_checkpoint_and_no_export(tmp_path):
+    proc = run_cli("fit", *debug_args(tmp_path, "--trainer.fast_dev_run", "true"))
+    assert "fast_dev_run: no export (as Lightning writes no checkpoints in this mode)" in proc.stderr
+    assert not list(tmp_path.rglob("*.ckpt")) and not list(tmp_path.rglob("export"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra,seed", [([], 7), (["--data.seed", "3"], 3)])
+def test_seed_everything_also_sets_the_batch_order_unless_data_seed_is_given(tmp_path, extra, seed):
+    run_cli("fit", *debug_args(tmp_path, "--seed_everything", "7", "--trainer.max_steps", "2",
+                               "--trainer.limit_val_batches", "0", *extra))
+    saved = torch.load(versions(tmp_path)[-1] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["SquadDataModule"]["order"] == [8, seed, True]  # batch size, seed of the order, length grouping
+
+
+@pytest.mark.skipif(any(importlib.util.find_spec(m) for m in ("tensorboard", "tensorboardX")),
+                    reason="TensorBoard is installed here")
+def test_tensorboard_logger_without_tensorboard_is_one_line(tmp_path):
+    proc = run_cli("fit", *debug_args(tmp_path, "--trainer.logger", "TensorBoardLogger"), check=False, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: --trainer.logger TensorBoardLogger: TensorBoard is not installed; install it with "
+        "pip install 'qa_lightning[tensorboard]' (or pip install tensorboard)")
+    assert '\ntensorboard = ["tensorboard>=2.9"]\n' in (ROOT / "pyproject.toml").read_text()  # the extra it names
+
+
+def test_a_missing_relative_model_folder_is_named_as_a_folder(tmp_path):
+    """configs/debug.yaml names tests/fixtures/tiny-bert, relative to the repository: run from elsewhere."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-m", "qa_lightning", "fit", "--config", ROOT / "configs" / "debug.yaml",
+                           "--data.train_file", TINY_TRAIN, "--data.validation_file", TINY_DEV,
+                           "--data.cache_dir", tmp_path / "cache"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --model.model_name_or_path tests/fixtures/tiny-bert: no such model folder (a relative path is taken "
+        f"from the working directory {tmp_path}); point it at an existing directory with config.json, weights and a "
+        "fast tokenizer")

@@ -143,3 +143,28 @@ def test_full_dev_validation_feature_count(cache_dir):
     for i, (a, b) in enumerate(zip(ours["input_ids"], ref["input_ids"])):
         n = max(k for k, t in enumerate(b) if t != pad) + 1  # the reference padded to 384
         assert a == b[:n], f"feature {i}"
+
+
+def test_the_report_names_this_runs_data_file_not_the_cache_builders(cache_dir, tmp_path):
+    """The feature cache is shared by content: a second run with the same bytes under another path hits it, and its
+    report (printed, and the model card's data sizes) names its own file."""
+    first = make_dm(cache_dir)
+    first.prepare_data()
+    first.setup("fit")
+    copy = tmp_path / "mine" / "train.json"
+    copy.parent.mkdir()
+    copy.write_bytes(TINY_TRAIN.read_bytes())
+    second = make_dm(cache_dir, train_file=str(copy))
+    second.prepare_data()
+    second.setup("fit")
+    assert second.cache_status["train"] == "hit"
+    assert first.reports["train"].startswith(f"{TINY_TRAIN}: 127 examples")
+    assert second.reports["train"].startswith(f"{copy}: 127 examples") and str(TINY_TRAIN) not in second.reports["train"]
+
+
+def test_the_order_seed_follows_seed_everything_unless_given(cache_dir, monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")  # what seed_everything(7) (--seed_everything 7) sets
+    assert make_dm(cache_dir).seed == 7
+    assert make_dm(cache_dir, seed=42).seed == 42  # --data.seed given: it wins
+    monkeypatch.delenv("PL_GLOBAL_SEED")
+    assert make_dm(cache_dir).seed == 42  # an unseeded run: the default order

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qa_lightning.data.features import (check_window_args, cls_positions, cls_token_id, label_window,
-                                   prepare_train_features, prepare_validation_features)
+                                   prepare_train_features, prepare_validation_features, question_budget)
 from reference import reference_train_features, reference_validation_features
 from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_DEV, TINY_TRAIN, needs_shared, squad_examples
 
@@ -114,3 +114,26 @@ def test_one_cls_rule_for_rows_and_datasets():
         cls_token_id, bos_token_id = None, 7
 
     assert cls_token_id(NoCls) == 7
+
+
+@pytest.mark.parametrize("words", [600, 100])  # 600: the tokenizer refuses it whole; 100: it would not
+def test_a_long_question_does_not_multiply_the_windows(tokenizer, words):
+    """192/64 (the debug config): a long question used to leave the context 65 - 89 tokens per window, so windows
+    advanced by 1 - 25 tokens (174 windows for one example); cut to question_budget, they advance by the stride."""
+    examples = squad_examples(TINY_DEV)
+    for k in examples:
+        examples[k] = examples[k][:1]
+    short = prepare_validation_features(examples, tokenizer, 192, 64)
+    examples["question"] = [" ".join(["why"] * words)]
+    with pytest.warns(UserWarning, match=r"1 question\(s\) longer than 62 tokens were truncated to their first 62 "
+                                         r"tokens, so that windows of --data.max_length 192 still advance by about "
+                                         r"--data.stride 64"):
+        long = prepare_validation_features(examples, tokenizer, 192, 64)
+    assert question_budget(tokenizer, 192, 64) == 62 and question_budget(tokenizer, 384, 128) == 125
+    assert len(short["input_ids"]) == 2 and len(long["input_ids"]) <= 3
+    starts = [next(o[0] for o in offsets if o is not None) for offsets in long["offset_mapping"]]
+    ids = tokenizer(examples["context"][0], add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    token_at = {start: i for i, (start, _) in enumerate(ids)}
+    assert min(token_at[b] - token_at[a] for a, b in zip(starts, starts[1:])) >= 60  # about the stride of 64
+    train = prepare_train_features({**examples, "answers": examples["answers"]}, tokenizer, 192, 64)
+    assert len(train["input_ids"]) == len(long["input_ids"])

@@ -14,8 +14,8 @@ from qa_lightning.resume import (UnusableCheckpoint, check_same_position, find_l
                                  read_checkpoint)
 
 
-def good_checkpoint(path, step=7):
-    torch.save({"pytorch-lightning_version": "2.6.6", "global_step": step,
+def good_checkpoint(path, step=7, epoch=0):
+    torch.save({"pytorch-lightning_version": "2.6.6", "global_step": step, "epoch": epoch,
                 "state_dict": {"model.qa_outputs.weight": torch.zeros(2, 4)},
                 "hyper_parameters": {"model_name_or_path": "tiny"}}, path)
     return path
@@ -73,6 +73,26 @@ def test_last_skips_unloadable_newer_files(tmp_path):
     assert skipped == [(str((run1 / "last.ckpt").resolve()), "truncated: the zip archive torch.save wrote has no end "
                         f"({good.stat().st_size // 2} bytes")]
     assert find_last_checkpoint([tmp_path / "missing"]) == (None, [])
+
+
+def test_last_ranks_by_training_state_not_file_time(tmp_path):
+    """After a copy every file has a new time: the step inside decides, then the epoch, then the name last.ckpt."""
+    run = tmp_path / "version_0" / "checkpoints"
+    run.mkdir(parents=True)
+    last = good_checkpoint(run / "last.ckpt", step=76, epoch=1)
+    epoch0 = good_checkpoint(run / "epoch0-f13.58.ckpt", step=65, epoch=0)
+    os.utime(last, (1_000, 1_000))  # the copy wrote last.ckpt first: the older file time
+    os.utime(epoch0, (2_000, 2_000))
+    assert find_last_checkpoint([tmp_path]) == (str(last.resolve()), [])
+    # Equal steps: the later epoch (an epoch-end state saved before the next epoch's first step has the same step)
+    good_checkpoint(last, step=65, epoch=0)
+    (tmp_path / "version_1").mkdir()
+    other = good_checkpoint(tmp_path / "version_1" / "epoch1.ckpt", step=65, epoch=1)
+    assert find_last_checkpoint([tmp_path])[0] == str(other.resolve())
+    # Equal state: last.ckpt wins over the epoch checkpoint, whatever the file times and names.
+    other.unlink()
+    os.utime(last, (1_000, 1_000))
+    assert find_last_checkpoint([tmp_path])[0] == str(last.resolve())
 
 
 def test_mid_epoch_position_on_other_batches_is_refused():

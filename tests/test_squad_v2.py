@@ -8,6 +8,7 @@ import random
 import pytest
 
 from qa_lightning.data.features import prepare_train_features
+from qa_lightning.data.sources import load_split
 from reference import official_v2_evaluate
 from conftest import TINY_DEV, debug_args, run_cli, versions
 
@@ -71,3 +72,20 @@ def test_v2_validation_files_match_the_official_v2_script(debug_run, tmp_path):
     assert set(odds) == set(preds)
     # The rule: "" exactly when the null score beats the best span by more than the threshold (0.0).
     assert all((preds[k] == "") == (odds[k] > 0.0) for k in preds)
+
+
+def test_v2_data_without_the_v2_option_is_refused_in_one_line(tmp_path):
+    """Empty answer lists are SQuAD v2 "no answer" questions: scored as v1 they would silently count as wrong."""
+    data = synthetic_v2(tmp_path / "v2.json")
+    empty = sum(not qa["answers"] for art in data["data"] for para in art["paragraphs"] for qa in para["qas"])
+    for command, option in (("fit", "--data.train_file"), ("validate", "--data.validation_file")):
+        proc = run_cli(command, *debug_args(tmp_path, option, tmp_path / "v2.json"), check=False, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"error: {tmp_path / 'v2.json'}: {empty} of 40 questions have an empty answer list (SQuAD v2 unanswerable "
+            "questions): pass --data.version_2_with_negative true to train and score them as SQuAD v2 (answer \"\" "
+            "when no span beats the null score), or remove them from the file")
+    # With the option the same file loads, its report counts them; predict never needs answers.
+    _, report = load_split(str(tmp_path / "v2.json"), "train", version_2_with_negative=True)
+    assert empty == 16 and report.summary() == f"{tmp_path / 'v2.json'}: 40 examples, 16 unanswerable (empty answer list)"
+    load_split(str(tmp_path / "v2.json"), "predict", version_2_with_negative=False)

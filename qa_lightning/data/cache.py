@@ -32,7 +32,7 @@ MANIFEST = "manifest.json"
 _EDGE = 1 << 20  # files up to this size are hashed whole; larger ones at both ends (Arrow: schema ... end marker)
 
 # Bump when features.py changes what it produces: old caches are then ignored.
-FEATURES_VERSION = "2"  # 2: evaluation splits keep every gold text
+FEATURES_VERSION = "3"  # 2: evaluation splits keep every gold text; 3: long questions cut (question_budget)
 
 
 def tokenizer_fingerprint(tok) -> str:

@@ -31,7 +31,7 @@ from .batching import QACollator, default_num_workers, evaluation_settings
 from .buckets import buckets_for, feature_lengths, parse_bucket_spec
 from .cache import discard_split, ensure_split, fingerprint, load_split_cache, save_split
 from .features import check_window_args, cls_token_id, tokenize_split
-from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, sorted_by_length
+from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, ShardedSampler, sorted_by_length
 from .sources import ColumnNames, load_split
 
 __all__ = ["SquadDataModule"]
@@ -87,7 +87,7 @@ class SquadDataModule(L.LightningDataModule):
         preprocessing_num_workers: processes for the tokenization map (None: one).
         cache_dir: where processed features are cached (None: $QA_LIGHTNING_CACHE or ~/.cache/qa_lightning).
         overwrite_cache: rebuild features even if cached.
-        seed: seed of the training order.
+        seed: seed of the training order (None: the run's --seed_everything, i.e. PL_GLOBAL_SEED; else 42).
         version_2_with_negative: SQuAD v2 data (unanswerable questions allowed; automatic for ``squad_v2``).
         question_column: column holding the question in the source.
         context_column: column holding the context.
@@ -119,7 +119,7 @@ class SquadDataModule(L.LightningDataModule):
         preprocessing_num_workers: Optional[int] = None,
         cache_dir: Optional[str] = None,
         overwrite_cache: bool = False,
-        seed: int = 42,
+        seed: Optional[int] = None,
         version_2_with_negative: bool = False,
         question_column: str = "question",
         context_column: str = "context",
@@ -133,6 +133,7 @@ class SquadDataModule(L.LightningDataModule):
         self.model_name_or_path = model_name_or_path
         self.max_length, self.stride = max_length, stride
         self.batch_size = batch_size
+        self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 42))
         evaluation = evaluation_settings(self.hparams)  # the rules the inference settings of a checkpoint use too
         self.eval_batch_size = evaluation["batch_size"]
         self.version_2_with_negative = evaluation["version_2_with_negative"]
@@ -178,10 +179,10 @@ class SquadDataModule(L.LightningDataModule):
     def _build(self, split: str, path: str) -> None:
         """Load, validate and tokenize one split, then save examples + features atomically to ``path``."""
         examples, report = load_split(self._source(split), split, self.hparams.dataset_config_name, self.cols,
-                                      self._max_samples(split))
+                                      self._max_samples(split), self.version_2_with_negative)
         features = tokenize_split(examples, split, self.tokenizer, self.max_length, self.stride,
                                   self.hparams.pad_to_max_length, self.hparams.preprocessing_num_workers)
-        save_split(path, examples, features, f"{report.summary()} -> {len(features)} features")
+        save_split(path, examples, features, f"{report.summary(with_source=False)} -> {len(features)} features")
         self.cache_status[split] = "built"
         log.info("%s -> %d features (cached at %s)", report.summary(), len(features), path)
 
@@ -207,7 +208,8 @@ class SquadDataModule(L.LightningDataModule):
     def setup(self, stage: Optional[str] = None) -> None:
         for split in self._splits(stage):
             path = self._ensure(split)  # normally a cache hit: prepare_data built it
-            examples, features, self.reports[split] = load_split_cache(path, lambda p: self._build(split, p))
+            examples, features, report = load_split_cache(path, lambda p: self._build(split, p))
+            self.reports[split] = f"{self._source(split)}: {report}"  # this run's file (caches are shared by content)
             rank_zero_info(f"[{split}] {self.reports[split]}")  # repairs and skips are never silent
             if split == "train":
                 self.train_dataset = features
@@ -258,16 +260,16 @@ class SquadDataModule(L.LightningDataModule):
             ds.select_columns(self._model_columns(ds)), batch_size=batch_size, sampler=sampler,
             collate_fn=self._collator(), num_workers=workers, pin_memory=torch.cuda.is_available(),
             # Own generator: a new iterator draws no seed from the global (dropout) RNG -> exact epoch-end resume.
-            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.hparams.seed))
+            persistent_workers=workers > 0, generator=torch.Generator().manual_seed(self.seed))
 
     def train_dataloader(self) -> DataLoader:
         ds = self.train_dataset
-        common = dict(seed=self.hparams.seed, epoch_fn=lambda: self.trainer.current_epoch, skip_fn=self._skip)
+        common = dict(seed=self.seed, epoch_fn=lambda: self.trainer.current_epoch, skip_fn=self._skip)
         if self.hparams.group_by_length and not self.hparams.pad_to_max_length:
             sampler = LengthGroupedSampler(feature_lengths(ds), self.batch_size, **common)
         else:
             sampler = EpochSampler(len(ds), **common)
-        return self._loader(ds, self.batch_size, sampler)
+        return self._loader(ds, self.batch_size, ShardedSampler.of(sampler, self.trainer))  # DDP: exact resume
 
     # ------------------------------------------------------------------------- mid-epoch resume
     def state_dict(self) -> dict:
@@ -282,7 +284,7 @@ class SquadDataModule(L.LightningDataModule):
 
     def _identity(self) -> dict:
         return position_identity(os.path.basename(self._cache_path("train")),
-                                 {**self.hparams, "model_name_or_path": self.model_name_or_path})
+                                 {**self.hparams, "model_name_or_path": self.model_name_or_path, "seed": self.seed})
 
     def load_state_dict(self, state: dict) -> None:
         self._resume = dict(state) if state else None

@@ -22,8 +22,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["prepare_train_features", "prepare_validation_features", "check_window_args", "label_window",
-           "cls_token_id", "cls_positions", "arrow_column", "tokenize_split"]
+__all__ = ["prepare_train_features", "prepare_validation_features", "check_window_args", "question_budget",
+           "label_window", "cls_token_id", "cls_positions", "arrow_column", "tokenize_split"]
 
 
 def check_window_args(max_length: int, stride: int) -> None:
@@ -41,14 +41,46 @@ def _context_first(tokenizer: Any) -> bool:
     return getattr(tokenizer, "padding_side", "right") == "left"
 
 
+def question_budget(tokenizer: Any, max_length: int, stride: int) -> int:
+    """The most tokens a question keeps: windows then still advance by about ``stride`` context tokens.
+
+    A window holds the question, the special tokens and ``room = max_length - specials - stride`` context tokens
+    beyond the ``stride`` it shares with the previous window; a question of ``q`` tokens leaves ``room - q`` new ones.
+    The budget is ``room - stride`` (a full stride of new context per window: 125 tokens for the recipe's 384/128),
+    but at least ``min(64, room // 2)`` (BERT's max_query_length, or half the room; 62 for the debug config's
+    192/64) so that a large stride does not cut ordinary questions. SQuAD's longest question has 42 tokens."""
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - stride
+    return max(room - stride, min(64, room // 2), 1)
+
+
+def _cap_questions(questions: list, tokenizer: Any, budget: int) -> tuple[list, int]:
+    """Questions longer than ``budget`` tokens cut after their ``budget``-th token; returns (questions, how many)."""
+    enc = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    out, cut = list(questions), 0
+    for i, offsets in enumerate(enc["offset_mapping"]):
+        if len(offsets) > budget:
+            out[i] = questions[i][:offsets[budget - 1][1]]
+            cut += 1
+    return out, cut
+
+
+def _has_long_question(enc, question_id: int, budget: int) -> bool:
+    """Whether an example's question (counted in its first window) has more than ``budget`` tokens."""
+    sample_map = enc["overflow_to_sample_mapping"]
+    return any(enc.sequence_ids(i).count(question_id) > budget
+               for i in range(len(sample_map)) if i == 0 or sample_map[i] != sample_map[i - 1])
+
+
 def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool,
               question_column: str = "question", context_column: str = "context"):
-    """Tokenize (question, context) pairs into overflowing windows; returns (encoding, context_seq_id)."""
+    """Tokenize (question, context) pairs into overflowing windows; returns (encoding, context_seq_id).
+
+    A question longer than :func:`question_budget` is truncated (with a warning) so that one example never becomes
+    hundreds of windows advancing by a token or two; every other question is tokenized as the recipe does."""
     check_window_args(max_length, stride)
     questions = [q.strip() for q in examples[question_column]]
     contexts = examples[context_column]
     context_first = _context_first(tokenizer)
-    first, second = (contexts, questions) if context_first else (questions, contexts)
     kwargs = dict(
         max_length=max_length,
         truncation="only_first" if context_first else "only_second",
@@ -57,31 +89,26 @@ def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_
         return_offsets_mapping=True,
         padding="max_length" if pad_to_max_length else False,
     )
+
+    def windows(qs):
+        return tokenizer(contexts, qs, **kwargs) if context_first else tokenizer(qs, contexts, **kwargs)
+
+    budget = question_budget(tokenizer, max_length, stride)
     try:
-        enc = tokenizer(first, second, **kwargs)
+        enc = windows(questions)
+        long = _has_long_question(enc, 1 if context_first else 0, budget)
     except Exception as err:  # the Rust tokenizer refuses when the question alone overflows the window
         if "truncat" not in str(err).lower() and "overflow" not in str(err).lower():
             raise
-        enc = _tokenize_with_long_questions(tokenizer, first, second, context_first, max_length, stride, kwargs)
+        long = True
+    if long:
+        questions, cut = _cap_questions(questions, tokenizer, budget)
+        warnings.warn(f"{cut} question(s) longer than {budget} tokens were truncated to their first {budget} "
+                      f"tokens, so that windows of --data.max_length {max_length} still advance by about "
+                      f"--data.stride {stride} context tokens (a longer question would turn its example into very "
+                      "many windows)")
+        enc = windows(questions)
     return enc, (0 if context_first else 1)
-
-
-def _tokenize_with_long_questions(tokenizer, first, second, context_first, max_length, stride, kwargs):
-    """Truncate questions that leave no room for the context, warn once, and tokenize again."""
-    questions = second if context_first else first
-    n_special = tokenizer.num_special_tokens_to_add(pair=True)
-    # Keep room for the special tokens and at least stride + 1 context tokens per window.
-    budget = max(1, max_length - n_special - stride - 1)
-    ids = tokenizer(list(questions), add_special_tokens=False)["input_ids"]
-    new_q, cut = [], 0
-    for q, q_ids in zip(questions, ids):
-        if len(q_ids) > budget:
-            q = tokenizer.decode(q_ids[:budget])
-            cut += 1
-        new_q.append(q)
-    warnings.warn(f"{cut} question(s) longer than {budget} tokens were truncated to fit max_length={max_length}.")
-    first, second = (first, new_q) if context_first else (new_q, second)
-    return tokenizer(first, second, **kwargs)
 
 
 def _context_bounds(sequence_ids: Sequence, context_id: int) -> tuple[int, int]:

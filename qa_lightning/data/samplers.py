@@ -1,6 +1,7 @@
 """Samplers: resumable epoch orders, length-grouped training batches, length-sorted evaluation (torch only).
 
     sampler = LengthGroupedSampler(lengths, batch_size=32, seed=0, epoch_fn=lambda: trainer.current_epoch)
+    sampler = ShardedSampler(sampler, num_replicas=world_size, rank=rank)   # DDP: each rank's share, resumable
 
 Every training order depends only on ``(seed, epoch)`` so that a run resumed mid-epoch sees exactly the batches an
 uninterrupted run would have seen (``skip_fn`` says how many samples of the epoch were already consumed).
@@ -8,12 +9,13 @@ uninterrupted run would have seen (``skip_fn`` says how many samples of the epoc
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+import os
+from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler, Sampler
 
-__all__ = ["EpochSampler", "LengthGroupedSampler", "OrderSampler", "sorted_by_length"]
+__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "OrderSampler", "sorted_by_length"]
 
 
 class OrderSampler(Sampler[int]):
@@ -74,11 +76,52 @@ class EpochSampler(Sampler[int]):
     def indices(self, epoch: int) -> np.ndarray:
         return np.random.default_rng(self.seed + epoch).permutation(self.n)
 
-    def __iter__(self) -> Iterator[int]:
+    def epoch_order(self) -> tuple[list[int], int]:
+        """The current epoch's whole order and how many of its leading samples were consumed (taken once)."""
         epoch = self.current_epoch()
         self._iters += 1
         skip = self.skip_fn(epoch) if self.skip_fn is not None else 0
-        return iter(self.indices(epoch)[skip:].tolist())
+        return self.indices(epoch).tolist(), skip
+
+    def __iter__(self) -> Iterator[int]:
+        order, skip = self.epoch_order()
+        return iter(order[skip:])
+
+
+class ShardedSampler(DistributedSampler):
+    """One DDP rank's share of an :class:`EpochSampler`'s order, resumable mid-epoch.
+
+    Sharded exactly as Lightning's ``DistributedSamplerWrapper`` shards a custom training sampler (positions of the
+    order permuted with ``seed + epoch``, padded with the first ones to a multiple of the world size, rank r taking
+    every ``num_replicas``-th from r), so an uninterrupted run sees the batches it always saw. After a resume each
+    rank skips its own first ``skip / num_replicas`` indices: the batches every rank had done (the global skip is
+    batches x batch size x world size). Lightning uses a ``DistributedSampler`` as it is.
+
+    Args:
+        inner: the epoch order (``EpochSampler`` or ``LengthGroupedSampler``).
+        num_replicas: world size.
+        rank: this process's global rank.
+        seed: seed of the position permutation (None: Lightning's, ``PL_GLOBAL_SEED``, i.e. ``--seed_everything``).
+    """
+
+    def __init__(self, inner: EpochSampler, num_replicas: int, rank: int, seed: Optional[int] = None):
+        seed = int(os.environ.get("PL_GLOBAL_SEED", 0)) if seed is None else seed
+        super().__init__(range(len(inner)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
+                         drop_last=False)
+        self.inner = inner
+
+    @classmethod
+    def of(cls, inner: EpochSampler, trainer) -> Sampler:
+        """``inner`` itself in one process; under DDP (``trainer.world_size > 1``) this rank's share of it."""
+        if trainer is None or trainer.world_size <= 1:
+            return inner
+        return cls(inner, trainer.world_size, trainer.global_rank)
+
+    def __iter__(self) -> Iterator[int]:
+        self.epoch = self.inner.current_epoch()  # also right before Lightning's set_epoch of a resumed epoch
+        order, skip = self.inner.epoch_order()
+        mine = [order[i] for i in super().__iter__()]  # the positions of the order that fall to this rank
+        return iter(mine[skip // self.num_replicas:])
 
 
 class LengthGroupedSampler(EpochSampler):

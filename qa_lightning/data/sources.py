@@ -22,8 +22,8 @@ from typing import Any, Iterable
 from ..errors import QAInputError
 from .formats import is_local, load_local_records
 
-__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "to_dataset",
-           "is_local"]
+__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "check_unanswerable",
+           "to_dataset", "is_local"]
 
 @dataclass(frozen=True)
 class ColumnNames:
@@ -44,13 +44,16 @@ class LoadReport:
     examples: int = 0
     repaired_answers: int = 0
     unplaced_kept: int = 0  # evaluation: gold texts not found in their context, kept for scoring
+    unanswerable: int = 0  # questions with an empty answer list (SQuAD v2 "no answer")
     skipped: dict = field(default_factory=dict)  # reason -> count
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
-    def summary(self) -> str:
-        parts = [f"{self.source}: {self.examples} examples"]
+    def summary(self, with_source: bool = True) -> str:
+        parts = [f"{self.source}: {self.examples} examples" if with_source else f"{self.examples} examples"]
+        if self.unanswerable:
+            parts.append(f"{self.unanswerable} unanswerable (empty answer list)")
         if self.repaired_answers:
             parts.append(f"{self.repaired_answers} answer offsets repaired")
         if self.unplaced_kept:
@@ -163,6 +166,7 @@ def normalise_records(rows: Iterable[dict], source: str, split: str, cols: Colum
             raise QAInputError(f"{source}: {where}: duplicate id {qid!r} (first seen at {seen[qid]}); ids must be unique")
         seen[qid] = where
         answers = _flat_answers(row.get(cols.answers), where, source, cols)
+        report.unanswerable += int(cols.answers in row and not answers["text"])
         texts, starts = _placed_answers(answers, context, report, training)
         if training and answers["text"] and not texts:
             report.skip("training example without a placeable answer")
@@ -173,6 +177,16 @@ def normalise_records(rows: Iterable[dict], source: str, split: str, cols: Colum
     if not out:
         raise QAInputError(f"{source}: no usable examples in split '{split}'")
     return out, report
+
+
+def check_unanswerable(report: LoadReport, version_2_with_negative: bool) -> None:
+    """Refuse questions with an empty answer list unless the run is SQuAD v2: v1 rules would train them towards the
+    CLS token (which v1 decoding never predicts) and score them as wrong, without a word."""
+    if report.unanswerable and not version_2_with_negative:
+        raise QAInputError(
+            f"{report.source}: {report.unanswerable} of {report.examples} questions have an empty answer list "
+            "(SQuAD v2 unanswerable questions): pass --data.version_2_with_negative true to train and score them as "
+            "SQuAD v2 (answer \"\" when no span beats the null score), or remove them from the file")
 
 
 def to_dataset(records: list[dict]):
@@ -207,7 +221,7 @@ def _load_hub(name: str, config: str | None, split: str):
 
 
 def load_split(path_or_name: str, split: str, config: str | None = None, cols: ColumnNames = ColumnNames(),
-               max_samples: int | None = None):
+               max_samples: int | None = None, version_2_with_negative: bool | None = None):
     """Load one split from a local file or a hub dataset, validated; returns ``(datasets.Dataset, LoadReport)``.
 
     Args:
@@ -216,6 +230,8 @@ def load_split(path_or_name: str, split: str, config: str | None = None, cols: C
         config: hub dataset configuration name.
         cols: column names in the source.
         max_samples: keep only the first N examples (quick runs).
+        version_2_with_negative: the run's SQuAD v2 setting; False refuses questions with an empty answer list
+            (:func:`check_unanswerable`) except in the "predict" split, where answers do not matter. None: no check.
     """
     if is_local(path_or_name):
         rows = load_local_records(path_or_name)
@@ -227,4 +243,6 @@ def load_split(path_or_name: str, split: str, config: str | None = None, cols: C
     if max_samples is not None:
         rows = rows[:max_samples]
     records, report = normalise_records(rows, path_or_name, split, cols, require_answers=split == "train")
+    if version_2_with_negative is not None and split != "predict":
+        check_unanswerable(report, version_2_with_negative)
     return to_dataset(records), report
