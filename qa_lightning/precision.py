@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from .checkpoints import _launch_rank_zero  # the launchers' rank variables, no Lightning import
+from .checkpoints import launch_rank_zero  # the launchers' rank variables, no Lightning import
 
 __all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa"]
 
@@ -78,7 +78,7 @@ def choose_precision(accelerator: object) -> tuple[Optional[str], str]:
 def auto_precision(accelerator: object) -> Optional[str]:
     """The precision for an unset ``--trainer.precision`` (see the module docstring); rank 0 says which and why."""
     precision, why = choose_precision(accelerator)
-    if _launch_rank_zero():
+    if launch_rank_zero():
         print(f"precision: {precision or '32-true'}, chosen because {why} (--trainer.precision sets another)",
               file=sys.stderr)
     return precision
