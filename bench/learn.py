@@ -64,7 +64,7 @@ def _learn_ours(a, prec: str | None, ours_name: str, pretrained: bool, details: 
     if clock.dropout_off:
         details.append("- learn: WARNING: QAModule's encoder was in eval mode during fit (dropout off); the peer "
                        "trains with dropout")
-    return {"metrics": cli.model.last_eval["validation"]["metrics"], "wall": wall,
+    return {"metrics": cli.model.results["validation"].metrics, "wall": wall,
             "eval": next(cb for cb in cli.trainer.callbacks if isinstance(cb, EvalClock)).seconds}
 
 

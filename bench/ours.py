@@ -67,7 +67,7 @@ def fit_args(a, model_name: str, pretrained: bool, prec: str | None, root: str, 
             "--data.batch_size": a.batch_size, "--data.cache_dir": os.path.join(a.work, "cache"),
             "--data.seed": a.seed, "--trainer.accelerator": "gpu" if a.device == "cuda" else "cpu",
             "--trainer.devices": 1, "--trainer.default_root_dir": root, "--trainer.logger.init_args.save_dir": root,
-            "--trainer.callbacks": json.dumps(clock), "--curves.enabled": "false"}
+            "--trainer.callbacks": json.dumps(clock)}
     if prec is not None:
         base["--trainer.precision"] = LIGHTNING_PRECISION[prec]
     args = [subcommand]

@@ -28,8 +28,9 @@ from typing import Any, Callable, Iterable, Optional
 from .errors import QAInputError
 from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state, weights_mismatch
 
-__all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "allocate_version", "continued_folder", "reroot_record", "run_folders",
-           "resolve_checkpoint", "given_model_keys", "model_settings", "check_weights_fit"]
+__all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "run_folder", "allocate_version",
+           "continued_folder", "reroot_record", "run_folders", "resolve_checkpoint", "given_model_keys",
+           "model_settings", "check_weights_fit"]
 
 _VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
@@ -67,16 +68,32 @@ def launch_rank_zero() -> bool:
     return True
 
 
+def run_folder(trainer, *parts: str) -> str:
+    """This run's folder (the logger's ``version_N``, else the root dir) joined with the non-empty ``parts``.
+
+    Collective under DDP (``trainer.log_dir`` broadcasts rank 0's): call it on every rank, before any branch that
+    only rank 0 takes.
+    """
+    return os.path.join(trainer.log_dir or trainer.default_root_dir, *(p for p in parts if p))
+
+
+def _versions_root(cfg) -> Optional[Path]:
+    """``<save_dir>/<name>`` of a CSV/TensorBoard logger without a set ``version``; None for any other logger."""
+    logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
+    if init is None or init.get("version") is not None:
+        return None
+    if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
+        return None
+    return Path(init.get("save_dir") or ".") / (init.get("name") if init.get("name") is not None else "lightning_logs")
+
+
 def allocate_version(cfg) -> Optional[Path]:
     """Create ``<save_dir>/<name>/version_N`` with ``os.mkdir`` (atomic: two runs started together get two folders)
     and pin the logger to it. Only rank 0 allocates; the other ranks use rank 0's folder (Lightning broadcasts
     ``trainer.log_dir`` and the checkpoint dir). No-op when the user set ``version`` or another logger."""
-    logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
-    if init is None or init.get("version") is not None or not launch_rank_zero():
+    root = _versions_root(cfg)
+    if root is None or not launch_rank_zero():
         return None
-    if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
-        return None
-    root = Path(init.get("save_dir") or ".") / (init.get("name") if init.get("name") is not None else "lightning_logs")
     root.mkdir(parents=True, exist_ok=True)
     taken = [int(p.name[8:]) for p in root.iterdir() if p.name.startswith("version_") and p.name[8:].isdigit()]
     n = max(taken, default=-1) + 1
@@ -86,7 +103,7 @@ def allocate_version(cfg) -> Optional[Path]:
             break
         except FileExistsError:  # a concurrent run took it: the next one
             n += 1
-    init.version = n
+    _logger_args(cfg).version = n
     folder = root / f"version_{n}"
     atexit.register(_remove_if_empty, folder)  # a run that fails before writing anything leaves no folder
     return folder
@@ -96,18 +113,15 @@ def continued_folder(cfg, ckpt_path: Optional[str]) -> Optional[Path]:
     """``fit`` from a checkpoint in ``<save_dir>/<name>/version_N/checkpoints/`` of this run's logger continues that
     run: the logger is pinned to version_N (every rank decides alike), so checkpoints, ``metrics.csv``, the curves
     and the export stay one run. Returns the folder, or None (another place: a new version folder)."""
-    logger, init = cfg.trainer.get("logger"), _logger_args(cfg)
-    if ckpt_path is None or init is None or init.get("version") is not None:
+    root = _versions_root(cfg)
+    if ckpt_path is None or root is None:
         return None
-    if not str(logger.get("class_path", "")).endswith(_VERSIONED_LOGGERS):
-        return None
-    name = init.get("name") if init.get("name") is not None else "lightning_logs"
-    root = (Path(init.get("save_dir") or ".") / name).resolve()
     ckpt = Path(ckpt_path).resolve()
     folder = ckpt.parent.parent
-    if ckpt.parent.name != "checkpoints" or folder.parent != root or not re.fullmatch(r"version_\d+", folder.name):
+    in_run = ckpt.parent.name == "checkpoints" and folder.parent == root.resolve()
+    if not in_run or not re.fullmatch(r"version_\d+", folder.name):
         return None
-    init.version = int(folder.name[len("version_"):])
+    _logger_args(cfg).version = int(folder.name[len("version_"):])
     return folder
 
 

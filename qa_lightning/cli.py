@@ -5,46 +5,41 @@
     python -m qa_lightning validate --config configs/debug.yaml --ckpt_path last
     python -m qa_lightning fit --print_config                    # every option with its value
 
-What this subclass adds to LightningCLI:
-- ``model.model_name_or_path`` is linked to ``data.model_name_or_path``: the tokenizer always matches the model.
-- ``trainer.precision`` left unset means bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs;
-  on the CPU bf16 mixed where it has native bf16 matrix instructions, else fp32 (``precision.py``).
-- Checkpoints every epoch keeping the best by ``val/f1`` plus ``last.ckpt`` (always the newest state, written by
-  ``CrashSafety``); CSV logs under ``<default_root_dir>/lightning_logs/version_N`` (N allocated atomically);
-  after ``fit`` the best model is exported as a Hugging Face folder with its model card (``--export.*``, optional hub push;
-  ``python -m qa_lightning ask`` answers from it) and
-  ``learning_curves.png`` is drawn from the CSV log (``--curves.enabled``).
-- The defaults are the recipe: our constructor signatures, plus ``PARSER_DEFAULTS`` for Lightning's classes (no
-  default config file: a checkout and an installed package behave the same). ``--help`` lists ``ask``/``export`` too.
-- ``--ckpt_path`` is checked before Lightning reads it and the checkpoint's model settings merge under the
-  command line's (``checkpoints.py``).
-- User mistakes (missing files, malformed data, no network for the hub, a damaged checkpoint) end with one
-  ``error:`` line, exit code 2 (``errors.user_errors``).
+What this subclass adds to LightningCLI: the model's tokenizer linked to the data's; the automatic precision
+(``precision.py``); the always-on callbacks (``--checkpoint.*``, ``--lr_monitor.*``, ``--export.*``,
+``--crash_safety.*``, and the learning curves); the recipe's defaults for Lightning's classes (``PARSER_DEFAULTS``);
+``--ckpt_path`` checked and merged under the command line (``checkpoints.py``); a resumed ``fit`` continuing its run
+folder and ``metrics.csv``; user mistakes as one ``error:`` line, exit status 2 (``errors.user_errors``).
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 import warnings
 from pathlib import Path
+from typing import Optional
 
+import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger
 from jsonargparse import Namespace
 
-from .callbacks import ExportCallback, LearningCurves
 from .checkpoints import (allocate_version, check_logger_installed, check_weights_fit, continued_folder,
                           follow_root_dir, given_model_keys, launch_rank_zero, model_settings, resolve_checkpoint,
                           run_folders)
-from .crash_safety import CrashSafety, carry_metrics_history
+from .crash_safety import CrashSafety
 from .data.datamodule import SquadDataModule
 from .errors import user_errors
+from .export_callback import ExportCallback
 from .hf import env_defaults
 from .module import QAModule
+from .plots import LearningCurves
 from .precision import auto_precision
 from .resume import training_state
 
-__all__ = ["QACLI", "main", "PARSER_DEFAULTS", "run_folders"]
+__all__ = ["QACLI", "main", "PARSER_DEFAULTS", "carry_metrics_history"]
 
 # The recipe's values for the Lightning classes (our own classes' defaults are their signatures). Set through the
 # parser so --print_config shows them and flags can change them.
@@ -65,13 +60,19 @@ PARSER_DEFAULTS = {
 class QACLI(LightningCLI):
     """LightningCLI for QAModule + SquadDataModule (see the module docstring)."""
 
+    def __init__(self, *args, **kwargs):
+        given = kwargs.get("args")
+        self._argv = [] if isinstance(given, (dict, Namespace)) else list(sys.argv[1:] if given is None else given)
+        self._ckpt: Optional[dict] = None  # the --ckpt_path checkpoint, read once (memory-mapped) until instantiation
+        self._continued: Optional[Path] = None  # the run folder a resumed fit continues
+        super().__init__(*args, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("model.model_name_or_path", "data.model_name_or_path")
-        # Always-on callbacks, configurable as --checkpoint.* and --lr_monitor.*
+        # Always-on callbacks, configurable as --checkpoint.*, --lr_monitor.*, --export.*, --crash_safety.*
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.add_lightning_class_args(ExportCallback, "export")
-        parser.add_lightning_class_args(LearningCurves, "curves")
         parser.add_lightning_class_args(CrashSafety, "crash_safety")
         parser.set_defaults(PARSER_DEFAULTS)
 
@@ -82,14 +83,9 @@ class QACLI(LightningCLI):
         for name, summary in COMMANDS.items():
             parser._subcommands_action.add_subcommand(name, LightningArgumentParser(description=summary), help=summary)
 
-    def parse_arguments(self, parser: LightningArgumentParser, args) -> None:
-        self._argv = [] if isinstance(args, (dict, Namespace)) else list(sys.argv[1:] if args is None else args)
-        super().parse_arguments(parser, args)
-
     def _parse_ckpt_path(self) -> None:
         """Replaces LightningCLI's: that one ``torch.load``s any ``--ckpt_path`` (a traceback for a damaged file) and
         lets the checkpoint's hyper-parameters replace the user's command-line values (see checkpoints.py)."""
-        self._ckpt = None
         if not self.config.get("subcommand"):
             return
         sub = self.config.subcommand
@@ -98,7 +94,7 @@ class QACLI(LightningCLI):
         path, self._ckpt = resolve_checkpoint(cfg, sub, run_folders(cfg))
         if self._ckpt is None:
             return
-        taken = model_settings(self._ckpt, cfg.model, given_model_keys(getattr(self, "_argv", [])))
+        taken = model_settings(self._ckpt, cfg.model, given_model_keys(self._argv))
         if taken:
             shown = ", ".join(f"{k}={v!r} (config: {cfg.model.get(k)!r})" for k, v in taken.items())
             print(f"--ckpt_path {path}: model settings from the checkpoint: {shown}; --model.* options on the "
@@ -110,7 +106,7 @@ class QACLI(LightningCLI):
         if cfg.trainer.get("precision") is None:
             cfg.trainer.precision = auto_precision(cfg.trainer.get("accelerator"))
         check_logger_installed(cfg)
-        resuming = self.subcommand == "fit" and getattr(self, "_ckpt", None) is not None
+        resuming = self.subcommand == "fit" and self._ckpt is not None
         self._continued = continued_folder(cfg, cfg.ckpt_path) if resuming else None
         if self._continued is not None:  # Lightning warns of a non-empty folder: here the run goes on in it
             warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* is not empty")
@@ -132,11 +128,11 @@ class QACLI(LightningCLI):
                          "Ctrl-C and SIGTERM stop without saving); the export holds the final weights")
         if notes and launch_rank_zero():
             print("\n".join(notes), file=sys.stderr)
-        return super()._instantiate_trainer(config, callbacks)
+        return super()._instantiate_trainer(config, [*callbacks, LearningCurves()])
 
     def after_instantiate_classes(self) -> None:
         super().after_instantiate_classes()
-        if getattr(self, "_ckpt", None) is not None:
+        if self._ckpt is not None:
             cfg = self.config[self.subcommand]
             check_weights_fit(self.model, self._ckpt, str(cfg.ckpt_path))
             step = training_state(self._ckpt)[0]
@@ -149,6 +145,30 @@ class QACLI(LightningCLI):
                     where = (f"continuing the run in {self._continued}" if self._continued else
                              f"{rows} metrics.csv rows of {ckpt.parent.parent} carried over into this run's folder")
                     print(f"fit --ckpt_path: {where} (metrics before step {step} kept)", file=sys.stderr)
+
+
+def _step(row: dict) -> float:
+    try:
+        return float(row.get("step", "nan"))
+    except ValueError:
+        return float("nan")
+
+
+def carry_metrics_history(trainer: L.Trainer, source: Path, step: int) -> int:
+    """Hand the rows of an earlier ``metrics.csv`` logged before ``step`` (the resumed checkpoint's global step) to
+    this run's CSV logger and write them at once; returns how many. Rows from ``step`` on are dropped: the resumed
+    run logs them again. Call before the logger opens its folder (Lightning's CSV logger deletes a ``metrics.csv``
+    it finds there), on rank 0."""
+    csv_loggers = [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
+    if not source.is_file() or not csv_loggers:
+        return 0
+    with open(source, newline="") as fh:
+        rows = [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+    kept = [row for row in rows if _step(row) < step]  # a row's step is the optimizer step before its batch's
+    for lg in csv_loggers:
+        lg.experiment.metrics[:0] = kept
+        lg.save()
+    return len(kept)
 
 
 def main(args: list[str] | None = None) -> QACLI:

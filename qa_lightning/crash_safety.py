@@ -1,37 +1,31 @@
-"""CrashSafety: ``last.ckpt`` is always the newest state; Ctrl-C and SIGTERM save it; a resumed run keeps its record.
+"""Crash safety and exact resume: ``last.ckpt`` always holds the newest state (Ctrl-C and SIGTERM save it), written
+atomically; a resumed run continues the same random streams and keeps its record.
 
     python -m qa_lightning fit --crash_safety.every_n_train_steps 500   # last.ckpt every 500 steps too
-    # Ctrl-C: the current training batch finishes, last.ckpt is written at that step, one line says where and how
-    # to resume, exit status 130; a second Ctrl-C aborts at once (without saving).
     python -m qa_lightning fit ... --ckpt_path last                      # exact resume in the same run folder
-
-Under DDP every rank stops after the same batch: the ranks agree on a Ctrl-C (any rank's counts) at each batch end,
-write ``last.ckpt`` together and leave through Lightning's own SIGTERM exit, so none waits on another.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import shlex
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import Any, Optional
 
 import lightning as L
+import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import Callback, Checkpoint, ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from .callbacks import AtomicCheckpointIO
 from .checkpoints import reroot_record
-from .resume import read_checkpoint
+from .files import atomic_path
+from .resume import collect_rng_states, gather_rng_states, read_checkpoint, set_rng_states
 
-__all__ = ["CrashSafety", "resume_command", "carry_metrics_history"]
+__all__ = ["CrashSafety", "ExactResume", "AtomicCheckpointIO", "resume_command"]
 
 log = logging.getLogger(__name__)
 
@@ -54,76 +48,87 @@ def resume_command(argv: Optional[list[str]] = None) -> str:
     return shlex.join(["python", "-m", "qa_lightning", "fit", *kept, "--ckpt_path", "last"])
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes a checkpoint beside ``<path>``, fsyncs it, then renames it over ``<path>`` (``files.atomic_path``):
+    a crash while saving leaves the previous ``last.ckpt`` intact instead of a truncated file."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
+        with atomic_path(str(path)) as tmp, open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+
+
+class ExactResume(Callback):
+    """Saves what Lightning's checkpoint lacks for an exact resume and puts it back at the first resumed batch: every
+    rank's RNG states (dropout draws from them) and the module's running epoch loss (``QAModule.epoch_loss`` and
+    ``epoch_samples``: a run resumed mid-epoch logs the whole epoch's mean). ``QAModule.configure_callbacks`` adds it.
+    """
+
+    def __init__(self) -> None:
+        self._rng: Optional[dict] = None  # this rank's saved RNG states, until the first resumed batch
+        self._loss: Optional[dict] = None  # {"epoch", "sum", "n"} of the saved running loss
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint["qa_lightning_rng"] = states = collect_rng_states()
+        if trainer.world_size > 1:  # every rank's own stream (collective: every rank saves together)
+            checkpoint["qa_lightning_rng_ranks"] = gather_rng_states(states)
+        if pl_module.epoch_samples:
+            checkpoint["qa_lightning_epoch_loss"] = {"epoch": trainer.current_epoch, "n": pl_module.epoch_samples,
+                                                     "sum": float(pl_module.epoch_loss)}
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        ranks = checkpoint.get("qa_lightning_rng_ranks") or []
+        same_world = len(ranks) == trainer.world_size > 1
+        self._rng = ranks[trainer.global_rank] if same_world else checkpoint.get("qa_lightning_rng")
+        self._loss = checkpoint.get("qa_lightning_epoch_loss")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # As late as possible: anything before the first resumed step may have drawn random numbers.
+        if self._rng is not None:
+            set_rng_states(self._rng)
+        loss, self._rng, self._loss = self._loss, None, None
+        if loss and loss["epoch"] == trainer.current_epoch:  # resumed mid-epoch: continue the epoch's sum
+            pl_module.epoch_loss = torch.tensor(loss["sum"], device=pl_module.device)
+            pl_module.epoch_samples = int(loss["n"])
+
+
 def _carry_checkpoint(src: str, dst: str) -> None:
     """Copy a checkpoint of the resumed run into this run's folder (read safely, written atomically)."""
     AtomicCheckpointIO().save_checkpoint(read_checkpoint(src), dst)
 
 
-def _step(row: dict) -> float:
-    try:
-        return float(row.get("step", "nan"))
-    except ValueError:
-        return float("nan")
-
-
-def carry_metrics_history(trainer: L.Trainer, source: Path, step: int) -> int:
-    """Hand the rows of an earlier ``metrics.csv`` logged before ``step`` (the resumed checkpoint's global step) to
-    this run's CSV logger and write them at once; returns how many. Rows from ``step`` on are dropped: the resumed
-    run logs them again. Call before the logger opens its folder (Lightning's CSV logger deletes a ``metrics.csv``
-    it finds there), on rank 0."""
-    csv_loggers = [lg for lg in trainer.loggers if isinstance(lg, CSVLogger)]
-    if not source.is_file() or not csv_loggers:
-        return 0
-    with open(source, newline="") as fh:
-        rows = [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
-    kept = [row for row in rows if _step(row) < step]  # a row's step is the optimizer step before its batch's
-    for lg in csv_loggers:
-        lg.experiment.metrics[:0] = kept
-        lg.save()
-    return len(kept)
-
-
 class CrashSafety(Checkpoint):
     """Owns ``last.ckpt``, always the newest state: every epoch end (after its validation and the best-checkpoint
-    update), every N steps, on Ctrl-C, on SIGTERM and at the end of fit -- one name, whatever ``val/f1`` did.
-    Atomic writes.
+    update), every N steps, on Ctrl-C, on SIGTERM and at the end of fit. Atomic writes.
 
-    Lightning's ``ModelCheckpoint(save_last=True)`` writes "last" only when a top-k checkpoint was saved at that step
-    (an epoch whose metric did not improve left no end state on disk) and versions the name (``last-v1.ckpt``) when
-    another writer made ``last.ckpt``, so ``save_last`` is switched off on the checkpoint callbacks here. Being a
-    ``Checkpoint`` callback, it runs after the other callbacks' epoch-end hooks (after ModelCheckpoint's, when it
-    comes later in the list, as in the CLI), so the saved best-model bookkeeping is current.
-
-    ``fit --ckpt_path last`` then resumes at the exact batch (the data module saves its position in the epoch and
-    the module the RNG states), so on CPU with ``--trainer.deterministic true`` the final weights equal those of an
-    uninterrupted run. When the run folder was copied or moved, the resumed checkpoint's best-checkpoint record
-    (best_model_path/score, which Lightning restores only for an unchanged ``dirpath``) is re-rooted to where the
-    checkpoint is now (``checkpoints.reroot_record``), so the export at the end is the best of the whole run.
-    ``fast_dev_run`` writes nothing (Lightning suppresses checkpointing there).
+    Lightning's ``save_last`` writes "last" only when a top-k checkpoint was saved at that step and versions the name
+    (``last-v1.ckpt``) when another writer made it, so it is switched off on the checkpoint callbacks here. A
+    resumed run whose folder was copied or moved gets its best-checkpoint record re-rooted
+    (``checkpoints.reroot_record``), so the export at the end is the best of the whole run. Being a ``Checkpoint``
+    callback, it runs after the other callbacks' hooks: ModelCheckpoint's best-model record is current when it saves.
 
     Args:
         every_n_train_steps: also write ``last.ckpt`` every N optimizer steps (None: epoch ends and end of fit).
         save_on_sigterm: on SIGTERM, finish the current batch, write ``last.ckpt`` and exit with status 0.
         save_on_ctrl_c: on Ctrl-C (SIGINT), finish the current training batch (a validation in progress finishes
             first), write ``last.ckpt``, print how to resume and exit with status 130; a second Ctrl-C aborts.
-        atomic: write every checkpoint atomically (temp file + rename).
     """
 
     def __init__(self, every_n_train_steps: Optional[int] = None, save_on_sigterm: bool = True,
-                 save_on_ctrl_c: bool = True, atomic: bool = True):
+                 save_on_ctrl_c: bool = True):
         if every_n_train_steps is not None and every_n_train_steps < 1:
             raise ValueError(f"--crash_safety.every_n_train_steps must be >= 1, got {every_n_train_steps}")
         self.every_n_train_steps = every_n_train_steps
         self.save_on_sigterm = save_on_sigterm
         self.save_on_ctrl_c = save_on_ctrl_c
-        self.atomic = atomic
         self._saved_step = -1
         self._ctrl_c = False  # set by the SIGINT handler
         self._interrupted = False  # last.ckpt was written for a Ctrl-C: leave with status 130
         self._old_handler: Any = None
+        self._rank_zero = True  # whether the SIGINT handler may write to the terminal
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.atomic and type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
         for cb in trainer.checkpoint_callbacks:
             if isinstance(cb, ModelCheckpoint) and cb.save_last:

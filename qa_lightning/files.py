@@ -3,18 +3,20 @@ sees the old file or folder or the new one, never half of one.
 
     with atomic_path("runs/x/export", folder=True) as tmp:   # or a file: atomic_path("runs/x/predictions.json")
         model.save_pretrained(tmp)                           # written beside, then renamed over
+    write_json("runs/x/eval_results.json", {"f1": 88.5})
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
 import uuid
 from typing import Iterator
 
-__all__ = ["atomic_path", "discard"]
+__all__ = ["atomic_path", "discard", "write_json"]
 
 
 @contextlib.contextmanager
@@ -52,3 +54,9 @@ def discard(path: str) -> None:
     except OSError:  # not there, or a concurrent run moved it
         return
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def write_json(path: str, obj) -> None:
+    """Write JSON (indented, UTF-8) atomically."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, ensure_ascii=False)

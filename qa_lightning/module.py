@@ -1,40 +1,34 @@
-"""QAModule: the LightningModule around ``AutoModelForQuestionAnswering`` -- optimiser, steps, gather, log, write.
+"""QAModule: the LightningModule around ``AutoModelForQuestionAnswering``.
 
     model = QAModule(model_name_or_path="bert-base-cased")
     trainer.fit(model, datamodule=SquadDataModule(model_name_or_path="bert-base-cased"))
-
-Validation/test/predict keep each batch's start/end logits with the features' indices; at the epoch end they are
-gathered from every rank (``evaluation/gather.py``) and handed to ``evaluation/postprocess.py`` (decoding, the v2
-null rule, metrics); the module logs ``val/exact_match`` and ``val/f1`` and, on rank 0, writes the files into the
-trainer's log dir. What it needs from the data is one call: ``trainer.datamodule.eval_set(split)`` -> ``EvalSet``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import os
-import sys
 from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
+from transformers import get_linear_schedule_with_warmup
 
+from .checkpoints import run_folder
 from .compiling import CompileReport, check_compile_args, compile_encoder
+from .crash_safety import ExactResume
 from .data.batching import NON_MODEL_KEYS
 from .errors import QAInputError
 from .evaluation.evalset import EvalSet
-from .evaluation.gather import LogitCollector, align_logits
+from .evaluation.gather import LogitCollector
 from .evaluation.metrics import evaluate_metric
-from .evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
+from .evaluation.postprocess import DecodeSettings, EvalResult, PostProcessor
+from .evaluation.writer import write_outputs
 from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
-from .resume import collect_rng_states, gather_rng_states, set_rng_states
+from .precision import clip_fused_gradients
 
 __all__ = ["QAModule"]
-
-log = logging.getLogger(__name__)
 
 
 class QAModule(L.LightningModule):
@@ -103,26 +97,30 @@ class QAModule(L.LightningModule):
         self.model = build_model(model_name_or_path, pretrained, attn_implementation, dropout)
         if unpadded:
             enable_packed_attention(self.model)
+        self._compiled = False
+        # The epoch's sample-weighted loss sum, on the device (no host sync per step), and its sample count;
+        # ExactResume carries both over a mid-epoch resume.
+        self.epoch_loss = torch.zeros(())
+        self.epoch_samples = 0
+        # split -> EvalResult of its latest evaluation (predictions, metrics); ExportCallback reads "validation".
+        self.results: dict[str, EvalResult] = {}
         self._collector = LogitCollector()
         self._post: dict[str, PostProcessor] = {}  # split -> its post-processor (keeps the prepared golds)
         self._eval: Optional[EvalSet] = None  # the split being evaluated
-        self.last_eval: dict[str, Any] = {}  # split -> {"metrics", "predictions"} of the latest evaluation
 
     # ------------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
-        if self.hparams.compile and not getattr(self, "_compiled", False):
-            # In place (state_dict keys unchanged, checkpoints stay interchangeable). Shapes are bucketed by the
-            # collator (length_buckets or pad_to_multiple_of); dynamic=None: after the second shape, one dynamic graph.
+        if self.hparams.compile and not self._compiled:  # in place: state_dict keys unchanged
             hp = self.hparams
-            compile_encoder(self.model, hp.get("compile_mode"), hp.get("compile_backend", "inductor"),
-                            hp.get("compile_dynamic"))
+            compile_encoder(self.model, hp.compile_mode, hp.compile_backend, hp.compile_dynamic)
             self._compiled = True
 
-    def configure_callbacks(self):
+    def configure_callbacks(self) -> list[L.Callback]:
         if not self.hparams.compile:
-            return []
+            return [ExactResume()]
         # The CUDA-graph modes: tell cudagraph trees where each step begins.
-        return [CompileReport(mark_steps=self.hparams.get("compile_mode") in ("reduce-overhead", "max-autotune"))]
+        mark_steps = self.hparams.compile_mode in ("reduce-overhead", "max-autotune")
+        return [ExactResume(), CompileReport(mark_steps=mark_steps)]
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -131,126 +129,58 @@ class QAModule(L.LightningModule):
                                 eps=hp.adam_epsilon, fused=fused or None)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = hp.warmup_steps or int(math.ceil(hp.warmup_ratio * total))
-
-        def linear(step: int) -> float:  # warm-up then linear decay to 0 (transformers' "linear" schedule)
-            if step < warmup:
-                return step / max(1, warmup)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear)
+        sched = get_linear_schedule_with_warmup(opt, warmup, total)  # the recipe's: warm-up, then linear decay to 0
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if not gradient_clip_val:
             return
-        if not optimizer.defaults.get("fused"):
+        if optimizer.defaults.get("fused"):  # Lightning refuses to clip for fused AdamW under AMP: clip ourselves
+            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+            clip_fused_gradients(optimizer, gradient_clip_val, str(gradient_clip_algorithm), scaler)
+        else:
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)  # Lightning's own path
-            return
-        # Fused AdamW unscales fp16 gradients inside step(), so Lightning refuses to clip. Unscale here instead (the
-        # scaler then tells step() they are unscaled) and clip the true gradients; bf16 has no scaler at all.
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if str(gradient_clip_algorithm) in ("value", "GradClipAlgorithmType.VALUE"):
-            torch.nn.utils.clip_grad_value_(params, gradient_clip_val)
-        else:  # no host sync: the scale factor stays on the device
-            torch.nn.utils.clip_grad_norm_(params, gradient_clip_val)
-
-    # ---------------------------------------------------------------------------- exact resume (RNG)
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # Dropout draws from the global RNGs: save them so a resumed run continues the same random stream.
-        checkpoint["qa_lightning_rng"] = states = collect_rng_states()
-        if self.trainer.world_size > 1:  # every rank's own stream (collective: every rank saves together)
-            checkpoint["qa_lightning_rng_ranks"] = gather_rng_states(states)
-        if getattr(self, "_loss_n", 0):  # the epoch's running loss sum: a resumed epoch logs the whole epoch's mean
-            checkpoint["qa_lightning_epoch_loss"] = {"epoch": self.current_epoch, "sum": float(self._loss_sum),
-                                                     "n": self._loss_n}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        ranks = checkpoint.get("qa_lightning_rng_ranks") or []
-        same_world = len(ranks) == self.trainer.world_size > 1
-        self._rng_to_restore = ranks[self.global_rank] if same_world else checkpoint.get("qa_lightning_rng")
-        self._loss_to_restore = checkpoint.get("qa_lightning_epoch_loss")
-
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # Restore as late as possible: anything before the first resumed step may have drawn random numbers.
-        states = getattr(self, "_rng_to_restore", None)
-        if states is not None:
-            self._rng_to_restore = None
-            set_rng_states(states)
-        carried, self._loss_to_restore = getattr(self, "_loss_to_restore", None), None
-        if carried and carried["epoch"] == self.current_epoch:  # resumed mid-epoch (no on_train_epoch_start then)
-            self._loss_sum = torch.tensor(carried["sum"], device=self.device)
-            self._loss_n = int(carried["n"])
 
     # ------------------------------------------------------------------------------------------- steps
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         # Packing indices are computed on the host, before the copy: no device sync in the step.
-        return add_pack_index(batch) if self.hparams.get("unpadded") else batch
+        return add_pack_index(batch) if self.hparams.unpadded else batch
 
     def forward(self, **inputs):
-        if self.hparams.get("unpadded"):
+        if self.hparams.unpadded:
             return packed_forward(self.model, inputs)
         return self.model(**{k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS})
 
     def on_train_epoch_start(self) -> None:
-        self._loss_sum, self._loss_n = None, 0  # the epoch's summed loss (a device tensor) and its sample count
+        self.epoch_loss, self.epoch_samples = torch.zeros((), device=self.device), 0
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(**batch).loss
         n = len(batch["input_ids"])
-        # Nothing per step that syncs or costs Python time: each self.log call costs milliseconds of Lightning
-        # bookkeeping, and a progress-bar value becomes a Python float (a host sync) at every refresh. So the epoch
-        # mean is a running sum on the device, and the step loss is logged only on the steps the logger writes
-        # (trainer.log_every_n_steps), moved to the CPU there: the progress bar then reads a CPU value.
-        done = loss.detach() * n
-        self._loss_sum = done if getattr(self, "_loss_sum", None) is None else self._loss_sum + done
-        self._loss_n = getattr(self, "_loss_n", 0) + n
-        if self._logs_this_step():
-            self.log("train/loss_step", loss.detach().float().cpu(), prog_bar=True, on_step=True, on_epoch=False,
-                     batch_size=n)
+        self.epoch_loss = self.epoch_loss + loss.detach() * n
+        self.epoch_samples += n
+        # Lightning writes it to the logger every trainer.log_every_n_steps steps.
+        self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
         return loss
 
-    def _logs_this_step(self) -> bool:
-        """The rule by which Lightning's logger writes step metrics (every ``log_every_n_steps`` optimizer steps)."""
-        trainer = self._trainer
-        if trainer is None or not trainer.log_every_n_steps:
-            return False
-        return (trainer.global_step + 1) % trainer.log_every_n_steps == 0 or trainer.should_stop or bool(
-            trainer.fast_dev_run)
-
     def on_train_epoch_end(self) -> None:
-        if getattr(self, "_loss_n", 0):  # one host sync per epoch; sample-weighted like Lightning's epoch mean
-            self.log("train/loss_epoch", (self._loss_sum / self._loss_n).float().cpu(), on_step=False, on_epoch=True,
-                     batch_size=self._loss_n)
-
-    def _eval_step(self, batch: dict) -> None:
-        batch = dict(batch)
-        for key in ("start_positions", "end_positions"):
-            batch.pop(key, None)
-        out = self(**batch)
-        width = self._eval.width  # every batch aligned to one width so the epoch's logits concatenate
-        mask, pad_left = batch.get("attention_mask"), batch.get("pad_left")
-        self._collector.add(batch["feature_index"], align_logits(out.start_logits, mask, width, pad_left),
-                            align_logits(out.end_logits, mask, width, pad_left))
+        if self.epoch_samples:  # one host sync per epoch; sample-weighted like Lightning's epoch mean
+            self.log("train/loss_epoch", (self.epoch_loss / self.epoch_samples).float().cpu(), on_step=False,
+                     on_epoch=True, batch_size=self.epoch_samples)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch)
+        out = self(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
+        self._collector.add(batch, out.start_logits, out.end_logits)  # aligned to the split's width
 
-    def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch)
-
-    def predict_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch)
+    test_step = predict_step = validation_step
 
     # ------------------------------------------------------------------------------------- epoch ends
     def _start(self, split: str) -> None:
-        self._collector.reset()
         dm = getattr(self.trainer, "datamodule", None)
         if dm is None or not hasattr(dm, "eval_set"):
             raise RuntimeError("QAModule evaluation needs a datamodule with eval_set(split) (SquadDataModule)")
         self._eval = dm.eval_set(split)
+        self._collector.reset(self._eval.width)  # every batch aligned to one width: the logits concatenate
 
     def on_validation_epoch_start(self) -> None:
         self._start("validation")
@@ -278,30 +208,23 @@ class QAModule(L.LightningModule):
         settings = DecodeSettings(hp.n_best, hp.max_answer_length, self._eval.version_2_with_negative,
                                   hp.null_score_diff_threshold)
         if split not in self._post or self._post[split].settings != settings:
-            fn = evaluate_metric(settings.version_2_with_negative) if hp.get("metric") == "evaluate" else None
+            fn = evaluate_metric(settings.version_2_with_negative) if hp.metric == "evaluate" else None
             self._post[split] = PostProcessor(settings, fn)
         return self._post[split]
 
     def _finish(self, split: str, prefix: Optional[str]) -> None:
-        """Gather (collective), post-process, log, write (rank 0)."""
-        start, end, seen = self._collector.gather(self, len(self._eval.feature_to_example), self._eval.width)
+        """Gather (collective), post-process, log; rank 0 writes the result files into the run folder."""
+        start, end, seen = self._collector.gather(self, len(self._eval.feature_to_example))
         self._collector.reset()
         result = self._post_processor(split)(start, end, seen, self._eval, score=prefix is not None)
-        self.last_eval[split] = {"metrics": result.metrics, "predictions": result.predictions}
+        self.results[split] = result
         if prefix is not None:
             if not result.metrics:
                 rank_zero_warn(f"{split}: no example was evaluated completely: no metrics (val/f1 is logged as NaN)")
             # Same value on every rank (each decodes the gathered logits), so no reduction is needed.
             for name in ("exact_match", "f1"):
                 self.log(f"{prefix}/{name}", float(result.metrics.get(name, math.nan)), prog_bar=True, sync_dist=False)
-        out_dir = self._output_dir(split)  # trainer.log_dir broadcasts: every rank must ask
+        out_dir = run_folder(self.trainer, "" if split == "validation" else split)  # collective: every rank asks
         if self.trainer.is_global_zero:
             info = {"epoch": self.current_epoch, "step": self.global_step, "split": split}
-            written = ", ".join(write_outputs(out_dir, result, info))
-            log.info("%s: wrote %s to %s", split, written, out_dir)
-            if self.trainer.state.fn != "fit":  # validate/test/predict: say where the results are
-                print(f"{split}: wrote {written} to {out_dir}", file=sys.stderr)
-
-    def _output_dir(self, split: str) -> str:
-        base = self.trainer.log_dir or self.trainer.default_root_dir
-        return base if split == "validation" else os.path.join(base, split)
+            write_outputs(out_dir, result, info, say=self.trainer.state.fn != "fit")  # validate/test/predict

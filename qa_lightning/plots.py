@@ -1,8 +1,7 @@
-"""Learning curves from Lightning's CSV log: train loss and validation EM/F1 against optimizer steps, as a PNG.
+"""Learning curves from Lightning's CSV log: train loss and validation EM/F1 against optimizer steps, as a PNG, drawn
+after ``fit`` by the ``LearningCurves`` callback (the CLI always adds it) or by hand.
 
     python -m qa_lightning.plots lightning_logs/version_0/metrics.csv   # writes learning_curves.png beside it
-
-The CSV stays the source of truth; this is a picture of it (matplotlib, headless Agg backend).
 """
 
 from __future__ import annotations
@@ -10,8 +9,13 @@ from __future__ import annotations
 import csv
 import os
 import sys
+from typing import Optional
 
-__all__ = ["plot_learning_curves", "validation_points"]
+import lightning as L
+
+from .checkpoints import run_folder
+
+__all__ = ["plot_learning_curves", "validation_points", "LearningCurves"]
 
 
 def _floats(rows, key):
@@ -71,6 +75,22 @@ def plot_learning_curves(csv_path: str, png_path: str) -> str:
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return png_path
+
+
+class LearningCurves(L.Callback):
+    """Writes ``learning_curves.png`` beside the CSV log's ``metrics.csv`` after ``fit`` (nothing without one)."""
+
+    def __init__(self) -> None:
+        self.path: Optional[str] = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        csv_path = run_folder(trainer, "metrics.csv")  # collective: every rank asks
+        if not trainer.is_global_zero:
+            return
+        for lg in trainer.loggers:  # make sure the CSV is complete before reading it
+            lg.save()
+        if os.path.isfile(csv_path):
+            self.path = plot_learning_curves(csv_path, os.path.join(os.path.dirname(csv_path), "learning_curves.png"))
 
 
 if __name__ == "__main__":

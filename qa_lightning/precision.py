@@ -22,7 +22,7 @@ import torch
 
 from .checkpoints import launch_rank_zero  # the launchers' rank variables, no Lightning import
 
-__all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa"]
+__all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa", "cpuinfo_field", "clip_fused_gradients"]
 
 # Instruction sets with native bf16 matrix arithmetic, as torch's capability dict and /proc/cpuinfo name them.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
@@ -44,20 +44,22 @@ def _torch_isa() -> Optional[str]:
         return None
 
 
-def _cpuinfo_isa() -> str:
-    """The bf16 instruction set named in the first ``flags`` line of ``CPUINFO`` ('' when none or unreadable)."""
+def cpuinfo_field(name: str) -> str:
+    """The value of the first ``name`` line of ``CPUINFO`` (e.g. "model name", "flags"); '' when none or unreadable."""
     try:
         with open(CPUINFO, encoding="utf-8", errors="replace") as fh:
-            flags = next((line.split(":", 1)[1].split() for line in fh if line.startswith("flags")), [])
+            return next((line.split(":", 1)[1].strip() for line in fh if line.startswith(name)), "")
     except OSError:
         return ""
-    return next((isa for isa in BF16_ISAS if isa in flags), "")
 
 
 def cpu_bf16_isa() -> str:
     """The CPU's native bf16 matrix instruction set ('amx_bf16', 'amx_tile' or 'avx512_bf16'), '' when none."""
     found = _torch_isa()
-    return _cpuinfo_isa() if found is None else found
+    if found is None:  # this torch cannot tell: the flags the kernel reports
+        flags = cpuinfo_field("flags").split()
+        found = next((isa for isa in BF16_ISAS if isa in flags), "")
+    return found
 
 
 def choose_precision(accelerator: object) -> tuple[Optional[str], str]:
@@ -82,3 +84,18 @@ def auto_precision(accelerator: object) -> Optional[str]:
         print(f"precision: {precision or '32-true'}, chosen because {why} (--trainer.precision sets another)",
               file=sys.stderr)
     return precision
+
+
+def clip_fused_gradients(optimizer: torch.optim.Optimizer, clip_val: float, algorithm: str, scaler=None) -> None:
+    """Clip for a fused AdamW, which unscales fp16 gradients inside ``step()`` (so Lightning refuses to clip).
+
+    ``scaler`` (fp16's ``GradScaler``, None for bf16/fp32) unscales here instead and then tells ``step()`` that the
+    gradients are unscaled; ``algorithm``: "value" or "norm" (also as Lightning's ``GradClipAlgorithmType``).
+    """
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if algorithm in ("value", "GradClipAlgorithmType.VALUE"):
+        torch.nn.utils.clip_grad_value_(params, clip_val)
+    else:  # no host sync: the scale factor stays on the device
+        torch.nn.utils.clip_grad_norm_(params, clip_val)

@@ -104,7 +104,7 @@ def test_architecture_end_to_end(name, tmp_path, monkeypatch, capsys):
     tok = load_tokenizer(str(folder))
     assert isinstance(tok, getattr(transformers, ARCHS[name].tokenizer)) and tok.is_fast  # the real class, loaded
     fit = cli_main(["fit", *run_args(folder, tmp_path / "fit", "--data.max_train_samples", "8",
-                                     "--trainer.max_epochs", "1", "--curves.enabled", "false")])
+                                     "--trainer.max_epochs", "1")])
     export = next(cb.exported for cb in fit.trainer.callbacks if getattr(cb, "exported", None))
     best = fit.trainer.checkpoint_callback.best_model_path
     assert best and json.load(open(f"{export}/qa_lightning.json"))["source_checkpoint"] == best

@@ -60,7 +60,7 @@ def _check_same_losses_and_report(tmp_path, steps, weight_atol=1e-5, **compile_k
     assert all(info["first"] > 0 for info in train.values())
     assert any(stage == "eval" for stage, _ in report.shapes)  # the evaluation forward is compiled too
     assert all("one_off" in info for info in train.values() if info["count"] >= 3)
-    assert module.last_eval["validation"]["predictions"] == eager_module.last_eval["validation"]["predictions"]
+    assert module.results["validation"].predictions == eager_module.results["validation"].predictions
 
 
 def test_compiled_training_gives_the_eager_losses(tmp_path, caplog):

@@ -11,7 +11,8 @@ import lightning as L
 import pytest
 
 from qa_lightning import QAModule, SquadDataModule
-from qa_lightning.callbacks import ExportCallback
+from qa_lightning import export_callback
+from qa_lightning.export_callback import ExportCallback
 from qa_lightning.export import export_checkpoint
 from qa_lightning.hf import resolve_model_path
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN
@@ -57,10 +58,11 @@ class StandInHub:
         self.uploads.append((repo_id, sorted(os.listdir(folder_path)), commit_message))
 
 
-def test_hub_push_runs_in_background_while_training_goes_on(tmp_path):
+def test_hub_push_runs_in_background_while_training_goes_on(tmp_path, monkeypatch):
     gate = threading.Event()
     hub = StandInHub(gate=gate)
-    cb = ExportCallback(hub_model_id="me/tiny-squad", client_factory=lambda: hub)
+    monkeypatch.setattr(export_callback, "hub_client", lambda: hub)
+    cb = ExportCallback(hub_model_id="me/tiny-squad")
     trainer, _, _ = tiny_fit(tmp_path, [cb])
     # fit returned although every upload is still blocked on the gate: training never waited for the network.
     assert trainer.global_step == 4 and hub.uploads == []
@@ -75,9 +77,10 @@ def test_hub_push_runs_in_background_while_training_goes_on(tmp_path):
     assert not any(p.name.startswith("export-step") for p in (tmp_path / "lightning_logs" / "version_0").iterdir())
 
 
-def test_training_survives_a_failing_push(tmp_path):
+def test_training_survives_a_failing_push(tmp_path, monkeypatch):
     hub = StandInHub(fail=True)
-    cb = ExportCallback(hub_model_id="me/tiny-squad", client_factory=lambda: hub)
+    monkeypatch.setattr(export_callback, "hub_client", lambda: hub)
+    cb = ExportCallback(hub_model_id="me/tiny-squad")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         trainer, _, _ = tiny_fit(tmp_path, [cb])

@@ -124,7 +124,7 @@ def test_unpadded_module_trains_and_predicts_what_the_padded_module_predicts(tmp
     padded.model.load_state_dict(packed.model.state_dict())
     for module in (padded, packed):
         trainer().validate(module, datamodule=data())
-    preds = [m.last_eval["validation"]["predictions"] for m in (padded, packed)]
+    preds = [m.results["validation"].predictions for m in (padded, packed)]
     assert len(preds[1]) == 40 and len(set(preds[1].values())) > 10  # real, varied predictions
     assert preds[0] == preds[1]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from qa_lightning.callbacks import AtomicCheckpointIO
+from qa_lightning.crash_safety import AtomicCheckpointIO
 from qa_lightning.data.samplers import EpochSampler, LengthGroupedSampler
 from conftest import ROOT
 

@@ -84,7 +84,7 @@ def test_left_padding_model_trains_and_evaluates(tmp_path):
     trainer.fit(model, datamodule=dm)
     trainer.validate(model, datamodule=dm)
     assert dm.tokenizer.padding_side == "left"
-    assert len(model.last_eval["validation"]["predictions"]) == 40
+    assert len(model.results["validation"].predictions) == 40
     assert (dm.eval_set("validation").cls_index > 0).all()  # CLS found at the end of each feature
 
 

@@ -36,27 +36,31 @@ def align_logits(logits: torch.Tensor, attention_mask: Optional[torch.Tensor], w
 
 
 class LogitCollector:
-    """Accumulates (feature index, start logits, end logits) for one evaluation epoch."""
+    """Accumulates one evaluation epoch's (feature index, start logits, end logits) on the device."""
 
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self) -> None:
+    def reset(self, width: int = 0) -> None:
+        """Empty it for an epoch whose logits are aligned to ``width`` columns (the split's ``EvalSet.width``)."""
+        self.width = width
         self.index: list[torch.Tensor] = []
         self.start: list[torch.Tensor] = []
         self.end: list[torch.Tensor] = []
 
-    def add(self, index: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> None:
-        self.index.append(index.detach())
-        self.start.append(start.detach())
-        self.end.append(end.detach())
+    def add(self, batch: dict, start_logits: torch.Tensor, end_logits: torch.Tensor) -> None:
+        """One batch: its ``feature_index`` (B,) and the model's (B, L) logits, aligned to ``width``."""
+        mask, pad_left = batch.get("attention_mask"), batch.get("pad_left")
+        self.index.append(batch["feature_index"].detach())
+        self.start.append(align_logits(start_logits.detach(), mask, self.width, pad_left))
+        self.end.append(align_logits(end_logits.detach(), mask, self.width, pad_left))
 
-    def gather(self, module, n_features: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def gather(self, module, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ranks' logits in dataset order: start, end (n_features, width) and ``seen`` (n_features,) bool.
 
         Collective: call it on every rank. Features no rank evaluated (``limit_val_batches``) are not ``seen``.
         """
-        device = module.device
+        device, width = module.device, self.width
         if self.index:
             index = torch.cat(self.index).to(device)
             start, end = torch.cat(self.start).to(device), torch.cat(self.end).to(device)

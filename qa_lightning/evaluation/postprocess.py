@@ -1,31 +1,25 @@
-"""Post-processing: gathered logits + EvalSet + settings -> predictions, n-best, null odds, metrics -> files.
+"""Post-processing: gathered logits + EvalSet + settings -> predictions, n-best, null odds, metrics (``EvalResult``).
 
     post = PostProcessor(DecodeSettings(n_best=20, max_answer_length=30))
     result = post(start, end, seen, eval_set, score=True)   # (F, W) logits in dataset order, (F,) bool
     result.metrics                                          # {"exact_match": ..., "f1": ...}
-    write_outputs(run_dir, result, {"epoch": 0, "step": 100, "split": "validation"})
 
-The LightningModule only gathers logits and hands them here; everything between logits and files lives in this
-wing: span decoding and the v2 null rule (``decoding.py``), the metrics (``metrics.py``), and the file names.
 Pure numpy and Python: no Lightning, no torch.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ..files import atomic_path
 from .decoding import apply_null_rule, decode_nbest, null_scores
 from .evalset import EvalSet
 from .metrics import SquadV1Scorer, squad_v1, squad_v2
 
-__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples", "write_outputs", "write_json"]
+__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples"]
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +51,6 @@ class EvalResult:
     metrics: dict = field(default_factory=dict)  # empty when not scored (predict) or nothing was complete
     examples: int = 0  # examples scored / predicted
     partial: int = 0  # examples left out because only some of their features were evaluated
-
-    def files(self) -> dict[str, Any]:
-        out = {"predictions.json": self.predictions, "nbest_predictions.json": self.nbest}
-        if self.null_odds is not None:
-            out["null_odds.json"] = self.null_odds
-        return out
 
 
 def complete_examples(ev: EvalSet, seen: np.ndarray) -> np.ndarray:
@@ -132,22 +120,3 @@ class PostProcessor:
         if self._scorer is None or self._scorer[0] is not ev:  # a new EvalSet (setup ran again): new golds
             self._scorer = (ev, SquadV1Scorer(dict(zip(ev.example_ids, ev.answers))))
         return self._scorer[1](result.predictions)
-
-
-def write_json(path: str, obj) -> None:
-    """Write JSON atomically (temp file + rename), so a reader never sees half a file."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, ensure_ascii=False)
-
-
-def write_outputs(out_dir: str, result: EvalResult, info: Optional[dict] = None) -> list[str]:
-    """Write the prediction files and, when scored, ``eval_results.json`` (metrics + ``info``); returns names."""
-    names = []
-    for name, obj in result.files().items():
-        write_json(os.path.join(out_dir, name), obj)
-        names.append(name)
-    if result.metrics:
-        write_json(os.path.join(out_dir, "eval_results.json"),
-                   {**result.metrics, **(info or {}), "examples": result.examples})
-        names.append("eval_results.json")
-    return names

@@ -1,10 +1,8 @@
-"""Callbacks the CLI always adds: export (with model card) and hub push, learning curves (crash_safety.py: last.ckpt).
+"""ExportCallback: the best checkpoint exported as a Hugging Face folder with its model card after ``fit``; optional
+hub pushes on a background thread (training never waits for the network; a failed push is a warning).
 
-    python -m qa_lightning fit --export.hub_model_id me/bert-squad     # background upload at each validation end
     python -m qa_lightning fit --export.dirpath my_model               # where the best model is exported
-
-Hub pushes run on a background thread with ``huggingface_hub``: training never waits for the network, and a failed
-push is a warning, not a crash. Everything here acts on global rank 0 only.
+    python -m qa_lightning fit --export.hub_model_id me/bert-squad     # upload at each validation end and after fit
 """
 
 from __future__ import annotations
@@ -17,18 +15,17 @@ import shutil
 import sys
 import time
 import warnings
-from typing import Any, Callable, Optional
+from typing import Optional
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from .checkpoints import run_folder
 from .export import RUN_KEY, export_checkpoint, run_metadata, save_hf_directory
-from .files import atomic_path
-from .plots import plot_learning_curves
+from .precision import cpuinfo_field
 
-__all__ = ["ExportCallback", "LearningCurves", "HubPusher", "AtomicCheckpointIO"]
+__all__ = ["ExportCallback", "HubPusher", "hub_client"]
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +34,13 @@ class HubPusher:
     """Uploads folders to a hub model repo on one background thread; failures become warnings.
 
     Args:
-        repo_id: ``user/name`` of the model repo (created if missing, private by default).
+        repo_id: ``user/name`` of the model repo (created if missing).
         private: create the repo private.
-        client_factory: returns an object with ``create_repo`` and ``upload_folder`` (``huggingface_hub.HfApi``);
-            tests pass a stand-in.
     """
 
-    def __init__(self, repo_id: str, private: bool = True, client_factory: Optional[Callable[[], Any]] = None):
+    def __init__(self, repo_id: str, private: bool = True):
         self.repo_id = repo_id
         self.private = private
-        self.client_factory = client_factory or _hf_api
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="hub-push")
         self._client = None
         self.futures: list[concurrent.futures.Future] = []
@@ -54,7 +48,7 @@ class HubPusher:
     def _upload(self, folder: str, message: str, cleanup: bool) -> str:
         try:
             if self._client is None:
-                self._client = self.client_factory()
+                self._client = hub_client()
                 self._client.create_repo(self.repo_id, private=self.private, exist_ok=True)
             self._client.upload_folder(repo_id=self.repo_id, folder_path=folder, commit_message=message)
             log.info("pushed %s to the hub as %s", folder, self.repo_id)
@@ -75,7 +69,8 @@ class HubPusher:
         self._pool.shutdown(wait=wait)
 
 
-def _hf_api():
+def hub_client():
+    """The hub client: ``huggingface_hub.HfApi`` (``create_repo``, ``upload_folder``); tests patch this."""
     from huggingface_hub import HfApi
 
     return HfApi()
@@ -85,34 +80,25 @@ def hardware(trainer: L.Trainer) -> str:
     """What the run trained on, for the model card: GPU name x count, or the CPU and its core count."""
     if trainer.strategy.root_device.type == "cuda":
         return f"{trainer.world_size} x {torch.cuda.get_device_name(trainer.strategy.root_device)}"
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            name = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), name)
-    except OSError:
-        pass
+    name = cpuinfo_field("model name") or platform.processor() or platform.machine()
     return f"CPU ({name}, {os.cpu_count()} cores), {trainer.world_size} process(es)"
 
 
 class ExportCallback(Callback):
-    """Exports the best checkpoint as a HF directory (with ``qa_lightning.json`` and a model card) at the end of
-    ``fit``; optionally pushes to the hub. Every checkpoint carries what the card needs (``qa_lightning_run``: the
-    latest validation metrics and their step, data sizes, training time, hardware), so an export made later from
-    any checkpoint describes the weights it holds.
+    """Exports the best checkpoint (else the final weights) with ``qa_lightning.json`` and a model card at the end of
+    ``fit``. Every checkpoint carries what the card needs (``qa_lightning_run``: the latest validation metrics and
+    their step, data sizes, training time, hardware), so an export made later describes the weights it holds.
 
     Args:
         dirpath: export directory (None: ``<log dir>/export``).
         hub_model_id: hub repo (``user/name``) to push to at each validation end and after fit; None: no push.
         hub_private: create the hub repo private.
-        client_factory: hub client maker (tests inject a stand-in; default ``huggingface_hub.HfApi``).
     """
 
-    def __init__(self, dirpath: Optional[str] = None, hub_model_id: Optional[str] = None, hub_private: bool = True,
-                 client_factory: Optional[Callable[[], Any]] = None):
+    def __init__(self, dirpath: Optional[str] = None, hub_model_id: Optional[str] = None, hub_private: bool = True):
         self.dirpath = dirpath
         self.hub_model_id = hub_model_id
         self.hub_private = hub_private
-        self.client_factory = client_factory
         self.pusher: Optional[HubPusher] = None
         self.exported: Optional[str] = None
         self._t0 = time.monotonic()
@@ -120,7 +106,8 @@ class ExportCallback(Callback):
         self._eval_at: Optional[tuple[int, int]] = None  # (step, epoch) of the latest fit validation
 
     def _dir(self, trainer: L.Trainer) -> str:
-        return self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "export")
+        """Collective (``run_folder``): every rank asks."""
+        return self.dirpath or run_folder(trainer, "export")
 
     def _seconds(self) -> float:
         return self._prior_seconds + time.monotonic() - self._t0
@@ -132,10 +119,10 @@ class ExportCallback(Callback):
                 "max_steps": trainer.max_steps if trainer.max_steps != -1 else None,
                 "accumulate_grad_batches": trainer.accumulate_grad_batches, "hub_model_id": self.hub_model_id,
                 "data_sizes": dict(getattr(trainer.datamodule, "reports", None) or {})}
-        latest = getattr(pl_module, "last_eval", {}).get("validation")
-        if latest and latest.get("metrics") and self._eval_at is not None:
+        latest = pl_module.results.get("validation")  # QAModule.results: the latest EvalResult of each split
+        if latest is not None and latest.metrics and self._eval_at is not None:
             info["metrics"] = {"split": "validation", "step": self._eval_at[0], "epoch": self._eval_at[1],
-                               "examples": len(latest.get("predictions") or {}), **latest["metrics"]}
+                               "examples": len(latest.predictions), **latest.metrics}
         return info
 
     def _metadata(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
@@ -145,7 +132,7 @@ class ExportCallback(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.hub_model_id and trainer.is_global_zero and self.pusher is None:
-            self.pusher = HubPusher(self.hub_model_id, self.hub_private, self.client_factory)
+            self.pusher = HubPusher(self.hub_model_id, self.hub_private)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._t0 = time.monotonic()
@@ -163,7 +150,7 @@ class ExportCallback(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.hub_model_id or trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        base = self._dir(trainer)  # collective (log_dir broadcasts): every rank asks
+        base = self._dir(trainer)
         if self.pusher is None:  # not rank 0
             return
         # Snapshot the current weights (fast, local), upload in the background, delete the snapshot after.
@@ -172,7 +159,7 @@ class ExportCallback(Callback):
         self.pusher.push(snap, f"epoch {trainer.current_epoch}, step {trainer.global_step}", cleanup=True)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        out = self._dir(trainer)  # log_dir is collective: ask on every rank
+        out = self._dir(trainer)
         if not trainer.is_global_zero:
             return
         if trainer.fast_dev_run:  # a smoke test: Lightning writes no checkpoint then, and no export is made either
@@ -193,37 +180,3 @@ class ExportCallback(Callback):
         if self.pusher is not None:
             self.pusher.push(out, "end of training")
             self.pusher.close(wait=False)
-
-
-class LearningCurves(Callback):
-    """Writes ``learning_curves.png`` (train loss and validation EM/F1 against optimizer steps) beside the CSV
-    logs after ``fit``.
-
-    Args:
-        enabled: set False to skip the plot.
-    """
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.path: Optional[str] = None
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        log_dir = trainer.log_dir
-        if not self.enabled or not trainer.is_global_zero or not log_dir:
-            return
-        for lg in trainer.loggers:  # make sure the CSV is complete before reading it
-            lg.save()
-        csv_path = os.path.join(log_dir, "metrics.csv")
-        if os.path.isfile(csv_path):
-            self.path = plot_learning_curves(csv_path, os.path.join(log_dir, "learning_curves.png"))
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint beside ``<path>``, fsyncs it, then renames it over ``<path>`` (``files.atomic_path``).
-
-    A crash (or SIGKILL) while saving leaves the previous ``last.ckpt`` intact instead of a truncated file.
-    """
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options: Optional[Any] = None) -> None:
-        with atomic_path(str(path)) as tmp, open(tmp, "wb") as fh:
-            torch.save(checkpoint, fh)
