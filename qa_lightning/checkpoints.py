@@ -8,11 +8,8 @@
     taken = model_settings(ckpt, cfg.model, given={"max_answer_length"})   # checkpoint's values the user did not set
     check_weights_fit(model, ckpt, path)       # another architecture: one line, not a size-mismatch traceback
 
-The policy for settings that differ from a checkpoint's (README "Multi-GPU, multi-node, resume"): every
-``--model.*`` option given on the command line wins; the checkpoint's model hyper-parameters replace the values of
-config files and defaults (printed when they differ); a checkpoint's model folder that no longer exists gives way to
-the configured one. Data settings always come from the config; a mid-epoch resume on other training batches is
-refused (``resume.check_same_position``).
+Settings: a ``--model.*`` option on the command line wins over the checkpoint's hyper-parameters, which win over
+config files and defaults; data settings always come from the config.
 """
 
 from __future__ import annotations
@@ -126,13 +123,10 @@ def continued_folder(cfg, ckpt_path: Optional[str]) -> Optional[Path]:
 
 
 def reroot_record(state: dict, dirpath: str, copy: Optional[Callable[[str, str], None]] = None) -> list[str]:
-    """Point a ModelCheckpoint record (its ``state_dict``) saved under another ``dirpath`` at this run's ``dirpath``.
-
-    Lightning stores the record's paths as they were (absolute, or relative to that run's working directory) and
-    restores ``best_model_score``/``best_k_models`` only for an unchanged ``dirpath``: a copied or moved run folder
-    (``cp -r``, rsync, a cloud sync) would lose its best checkpoint and export a worse model. The rule: each
-    recorded ``<old dirpath>/NAME`` becomes ``<dirpath>/NAME``; a file found only at the old place is carried over
-    with ``copy(old, new)`` (rank 0; other ranks pass None). Returns the lines to print."""
+    """Point a ModelCheckpoint record (its ``state_dict``) saved under another ``dirpath`` at this run's ``dirpath``:
+    each ``<old dirpath>/NAME`` becomes ``<dirpath>/NAME`` (Lightning restores the record only for an unchanged
+    ``dirpath``, so a copied or moved run folder would lose its best checkpoint). A file found only at the old place
+    is carried over with ``copy(old, new)`` (rank 0; other ranks pass None). Returns the lines to print."""
     old = str(state["dirpath"]).rstrip(os.sep)
     notes: list[str] = []
 

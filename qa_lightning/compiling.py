@@ -3,15 +3,9 @@
     compile_encoder(model, mode="reduce-overhead", dynamic=False)   # in place: state_dict keys unchanged
     trainer = L.Trainer(callbacks=[CompileReport()])                 # QAModule adds it itself when compiling
 
-``mode="reduce-overhead"`` makes inductor replay each compiled graph as a CUDA graph (its cudagraph trees): one
-launch per step instead of one per kernel, and no Python between kernels. A CUDA graph is one shape, so pair it with
-few shapes (``--data.length_buckets auto`` or ``--data.pad_to_multiple_of 64``) and ``dynamic=False`` (one static
-graph per bucket). On a CPU the mode compiles with inductor and skips the CUDA graphs. What is captured is the
-encoder's forward and backward (the loss included); the optimizer step and gradient clipping run eagerly after it.
-
-The first step of each new (stage, shape) pays compilation, the second pays the CUDA-graph capture (cudagraph trees
-warm up once, then record); ``CompileReport`` times those steps and a later one at the same shape (synchronising the
-device on those few steps only) and logs the one-off cost per shape.
+What is captured is the encoder's forward and backward (the loss included); the optimizer step and gradient clipping
+run eagerly after it. A CUDA graph ("reduce-overhead") is one shape: pair it with few shapes
+(``--data.length_buckets auto``) and ``dynamic=False``.
 """
 
 from __future__ import annotations
@@ -46,15 +40,12 @@ def check_compile_args(compile: bool, mode: Optional[str], backend: str, dynamic
             raise QAInputError(f"--model.compile_mode: unknown mode {mode!r}; one of {', '.join(modes)}")
         if backend != "inductor":
             raise QAInputError(f"--model.compile_mode {mode} needs --model.compile_backend inductor, got {backend}")
-    if backend != "inductor" and backend not in _backends():
-        raise QAInputError(f"--model.compile_backend: unknown backend {backend!r}; one of "
-                           f"{', '.join(_backends())}")
+    if backend != "inductor":
+        from torch import _dynamo
 
-
-def _backends() -> list[str]:
-    from torch import _dynamo
-
-    return _dynamo.list_backends(exclude_tags=())
+        backends = _dynamo.list_backends(exclude_tags=())
+        if backend not in backends:
+            raise QAInputError(f"--model.compile_backend: unknown backend {backend!r}; one of {', '.join(backends)}")
 
 
 def compile_encoder(model: torch.nn.Module, mode: Optional[str] = None, backend: str = "inductor",
@@ -82,10 +73,8 @@ def compile_encoder(model: torch.nn.Module, mode: Optional[str] = None, backend:
 
 
 class CompileReport(L.Callback):
-    """Logs, once per (stage, batch shape), the time of its first, second and a steady step.
-
-    ``one_off`` = first + second - 2 x steady: the compilation and capture cost paid for that shape. Results are
-    kept in ``self.shapes`` ({(stage, shape): {"first": s, "second": s, "steady": s, "one_off": s}}).
+    """Logs, once per (stage, batch shape), the time of its first (compilation), second (CUDA-graph capture) and a
+    steady step, and ``one_off`` = first + second - 2 x steady, in ``self.shapes`` ({(stage, shape): {...}}).
 
     Args:
         mark_steps: call ``torch.compiler.cudagraph_mark_step_begin()`` before each batch (CUDA-graph modes: tells

@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import RunningStage
 from lightning.pytorch.utilities import rank_zero_warn
 from transformers import get_linear_schedule_with_warmup
 
@@ -19,16 +20,18 @@ from .compiling import CompileReport, check_compile_args, compile_encoder
 from .crash_safety import ExactResume
 from .data.batching import NON_MODEL_KEYS
 from .errors import QAInputError
-from .evaluation.evalset import EvalSet
 from .evaluation.gather import LogitCollector
 from .evaluation.metrics import evaluate_metric
-from .evaluation.postprocess import DecodeSettings, EvalResult, PostProcessor
-from .evaluation.writer import write_outputs
+from .evaluation.postprocess import DecodeSettings, EvalResult, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
 from .precision import clip_fused_gradients
 
 __all__ = ["QAModule"]
+
+# Lightning's evaluation stages -> the split evaluated and the prefix of its logged metrics (predict: not scored)
+_SPLITS = {RunningStage.VALIDATING: ("validation", "val"), RunningStage.TESTING: ("test", "test"),
+           RunningStage.PREDICTING: ("predict", None)}
 
 
 class QAModule(L.LightningModule):
@@ -47,16 +50,13 @@ class QAModule(L.LightningModule):
         null_score_diff_threshold: SQuAD v2: answer "" when null score - best span score exceeds this.
         pretrained: load pretrained weights (False: random init from the config, for plumbing and speed tests).
         attn_implementation: "sdpa" (fused attention), "eager", or None for the library default.
-        compile: ``torch.compile`` the encoder (pair with ``--data.length_buckets auto`` or
-            ``--data.pad_to_multiple_of 64`` to bound recompiles); compile costs per shape are logged.
+        compile: ``torch.compile`` the encoder (with ``--data.length_buckets auto``: few shapes to compile).
         compile_mode: inductor mode, e.g. "reduce-overhead" (CUDA graphs per shape on CUDA; see compiling.py).
         compile_backend: dynamo backend ("inductor"; "aot_eager" traces without generating code).
         compile_dynamic: False: one static graph per shape (for CUDA graphs); None: torch's default.
-        unpadded: run the encoder on the batch's real tokens only, packed (see packing.py; BERT-type models,
-            transformers >= 5). The loss then leaves padding positions out of the softmax.
+        unpadded: run the encoder on the batch's real tokens only, packed (BERT-type models; see packing.py).
         dropout: override every dropout probability of the encoder (None: the model's own, 0.1 for BERT).
-        metric: "builtin" (the official SQuAD definitions, offline) or "evaluate" (``evaluate.load("squad")``, the
-            course's call; needs the hub, checked at start-up).
+        metric: "builtin" (the official SQuAD definitions, offline) or "evaluate" (``evaluate.load``, the hub's).
     """
 
     def __init__(
@@ -98,15 +98,10 @@ class QAModule(L.LightningModule):
         if unpadded:
             enable_packed_attention(self.model)
         self._compiled = False
-        # The epoch's sample-weighted loss sum, on the device (no host sync per step), and its sample count;
-        # ExactResume carries both over a mid-epoch resume.
-        self.epoch_loss = torch.zeros(())
-        self.epoch_samples = 0
         # split -> EvalResult of its latest evaluation (predictions, metrics); ExportCallback reads "validation".
         self.results: dict[str, EvalResult] = {}
         self._collector = LogitCollector()
-        self._post: dict[str, PostProcessor] = {}  # split -> its post-processor (keeps the prepared golds)
-        self._eval: Optional[EvalSet] = None  # the split being evaluated
+        self._post: dict[bool, PostProcessor] = {}  # SQuAD v2 or not -> its post-processor
 
     # ------------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
@@ -116,11 +111,9 @@ class QAModule(L.LightningModule):
             self._compiled = True
 
     def configure_callbacks(self) -> list[L.Callback]:
-        if not self.hparams.compile:
-            return [ExactResume()]
-        # The CUDA-graph modes: tell cudagraph trees where each step begins.
+        # CompileReport: the CUDA-graph modes must tell cudagraph trees where each step begins.
         mark_steps = self.hparams.compile_mode in ("reduce-overhead", "max-autotune")
-        return [ExactResume(), CompileReport(mark_steps=mark_steps)]
+        return [ExactResume()] + ([CompileReport(mark_steps=mark_steps)] if self.hparams.compile else [])
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -133,9 +126,7 @@ class QAModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        if not gradient_clip_val:
-            return
-        if optimizer.defaults.get("fused"):  # Lightning refuses to clip for fused AdamW under AMP: clip ourselves
+        if gradient_clip_val and optimizer.defaults.get("fused"):  # Lightning refuses to clip a fused AdamW under AMP
             scaler = getattr(self.trainer.precision_plugin, "scaler", None)
             clip_fused_gradients(optimizer, gradient_clip_val, str(gradient_clip_algorithm), scaler)
         else:
@@ -151,72 +142,36 @@ class QAModule(L.LightningModule):
             return packed_forward(self.model, inputs)
         return self.model(**{k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS})
 
-    def on_train_epoch_start(self) -> None:
-        self.epoch_loss, self.epoch_samples = torch.zeros((), device=self.device), 0
-
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: dict, batch_idx: int) -> dict:
         loss = self(**batch).loss
-        n = len(batch["input_ids"])
-        self.epoch_loss = self.epoch_loss + loss.detach() * n
-        self.epoch_samples += n
-        # Lightning writes it to the logger every trainer.log_every_n_steps steps.
-        self.log("train/loss_step", loss.detach(), prog_bar=True, on_step=True, on_epoch=False, batch_size=n)
-        return loss
+        # Logged on the steps Lightning's logger writes (log_every_n_steps) only, as a CPU value: a progress-bar
+        # value is made a Python float at every step, which for a device tensor would be a host sync per step.
+        if self.trainer._logger_connector.should_update_logs:
+            self.log("train/loss_step", loss.detach().float().cpu(), prog_bar=True, on_step=True, on_epoch=False,
+                     batch_size=len(batch["input_ids"]))
+        # batch_loss: unscaled (Lightning divides "loss" by accumulate_grad_batches), for ExactResume's epoch mean
+        return {"loss": loss, "batch_loss": loss.detach()}
 
-    def on_train_epoch_end(self) -> None:
-        if self.epoch_samples:  # one host sync per epoch; sample-weighted like Lightning's epoch mean
-            self.log("train/loss_epoch", (self.epoch_loss / self.epoch_samples).float().cpu(), on_step=False,
-                     on_epoch=True, batch_size=self.epoch_samples)
-
+    # ------------------------------------------------------------------------------------- evaluation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
-        self._collector.add(batch, out.start_logits, out.end_logits)  # aligned to the split's width
+        self._collector.add(batch, out.start_logits, out.end_logits)
 
     test_step = predict_step = validation_step
 
-    # ------------------------------------------------------------------------------------- epoch ends
-    def _start(self, split: str) -> None:
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "eval_set"):
-            raise RuntimeError("QAModule evaluation needs a datamodule with eval_set(split) (SquadDataModule)")
-        self._eval = dm.eval_set(split)
-        self._collector.reset(self._eval.width)  # every batch aligned to one width: the logits concatenate
-
     def on_validation_epoch_start(self) -> None:
-        self._start("validation")
-
-    def on_test_epoch_start(self) -> None:
-        self._start("test")
-
-    def on_predict_epoch_start(self) -> None:
-        self._start("predict")
+        if not hasattr(getattr(self.trainer, "datamodule", None), "eval_set"):
+            raise RuntimeError("QAModule evaluation needs a datamodule with eval_set(split) (SquadDataModule)")
+        self._collector.reset()  # nothing left from an interrupted evaluation
 
     def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking:  # partial pass: no metrics, no files
-            self._collector.reset()
-            return
-        self._finish("validation", "val")
-
-    def on_test_epoch_end(self) -> None:
-        self._finish("test", "test")
-
-    def on_predict_epoch_end(self) -> None:
-        self._finish("predict", None)
-
-    def _post_processor(self, split: str) -> PostProcessor:
-        hp = self.hparams
-        settings = DecodeSettings(hp.n_best, hp.max_answer_length, self._eval.version_2_with_negative,
-                                  hp.null_score_diff_threshold)
-        if split not in self._post or self._post[split].settings != settings:
-            fn = evaluate_metric(settings.version_2_with_negative) if hp.metric == "evaluate" else None
-            self._post[split] = PostProcessor(settings, fn)
-        return self._post[split]
-
-    def _finish(self, split: str, prefix: Optional[str]) -> None:
         """Gather (collective), post-process, log; rank 0 writes the result files into the run folder."""
-        start, end, seen = self._collector.gather(self, len(self._eval.feature_to_example))
-        self._collector.reset()
-        result = self._post_processor(split)(start, end, seen, self._eval, score=prefix is not None)
+        if self.trainer.sanity_checking:  # the sanity check's partial pass: no metrics, no files
+            return
+        split, prefix = _SPLITS[self.trainer.state.stage]
+        ev = self.trainer.datamodule.eval_set(split)
+        start, end, seen = self._collector.gather(self, len(ev.feature_to_example), ev.width)
+        result = self._post_processor(ev.version_2_with_negative)(start, end, seen, ev, score=prefix is not None)
         self.results[split] = result
         if prefix is not None:
             if not result.metrics:
@@ -228,3 +183,15 @@ class QAModule(L.LightningModule):
         if self.trainer.is_global_zero:
             info = {"epoch": self.current_epoch, "step": self.global_step, "split": split}
             write_outputs(out_dir, result, info, say=self.trainer.state.fn != "fit")  # validate/test/predict
+
+    on_test_epoch_start = on_predict_epoch_start = on_validation_epoch_start
+    on_test_epoch_end = on_predict_epoch_end = on_validation_epoch_end
+
+    def _post_processor(self, version_2: bool) -> PostProcessor:
+        """One per SQuAD version (the hub metric differs); it keeps the prepared gold answers of its last split."""
+        if version_2 not in self._post:
+            hp = self.hparams
+            fn = evaluate_metric(version_2) if hp.metric == "evaluate" else None
+            settings = DecodeSettings(hp.n_best, hp.max_answer_length, version_2, hp.null_score_diff_threshold)
+            self._post[version_2] = PostProcessor(settings, fn)
+        return self._post[version_2]

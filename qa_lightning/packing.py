@@ -4,17 +4,10 @@
     batch = add_pack_index(collated_batch)     # host side, before the device copy: where the real tokens sit
     out = packed_forward(model, batch)         # .loss, .start_logits, .end_logits in the padded (B, L) layout
 
-The batch's real tokens are laid end to end as one (1, T) sequence; each feature keeps its token types and the
-position ids it had in the padded batch (its column index); attention stays within a feature through SDPA on a
-jagged nested tensor (``torch.nested``, ``layout=torch.jagged``; fused kernels on CUDA, a math path on CPU). The
-linear layers, GELU and LayerNorm then run on T rows instead of B x L.
-
-Equal to the padded computation: the start/end logits of every real token, hence predictions. The loss is the
-padded one with padding positions left out of the softmax: transformers' own QA loss keeps padding logits in its
-denominator, so its value depends on how much padding a batch has (``tests/test_packing.py`` shows both).
-
-Needs transformers >= 5 (the attention-function registry that BERT's attention calls) and a model whose positions
-are plain column indices (``model_type`` "bert", which includes MiniLM); anything else is refused with the reason.
+The real tokens are laid end to end as one (1, T) sequence, each feature keeping its position ids (column indices)
+and token types; attention stays within a feature through SDPA on a jagged nested tensor. The loss leaves padding
+positions out of the softmax (transformers' own keeps them, so its value moves with the amount of padding). Needs
+transformers >= 5 and ``model_type`` "bert" (MiniLM included); anything else is refused with the reason.
 """
 
 from __future__ import annotations

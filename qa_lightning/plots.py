@@ -9,7 +9,6 @@ from __future__ import annotations
 import csv
 import os
 import sys
-from typing import Optional
 
 import lightning as L
 
@@ -18,14 +17,10 @@ from .checkpoints import run_folder
 __all__ = ["plot_learning_curves", "validation_points", "LearningCurves"]
 
 
-def _floats(rows, key):
-    return [(float(r["step"]), float(r[key]), r.get("epoch")) for r in rows if r.get(key) not in (None, "")]
-
-
 def validation_points(rows: list[dict], key: str) -> list[tuple[float, float]]:
-    """(optimizer step, value) of every validation that logged ``key``: several per epoch with
+    """(optimizer step, value) of every row of ``metrics.csv`` that logged ``key``: several validations per epoch with
     ``--trainer.val_check_interval`` below 1, so the curve shows learning within an epoch."""
-    return [(s, v) for s, v, _ in _floats(rows, key)]
+    return [(float(r["step"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
 
 
 def plot_learning_curves(csv_path: str, png_path: str) -> str:
@@ -38,38 +33,30 @@ def plot_learning_curves(csv_path: str, png_path: str) -> str:
     with open(csv_path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
-    step_loss = _floats(rows, "train/loss_step")
-    if step_loss:
-        ax_loss.plot([s for s, _, _ in step_loss], [v for _, v, _ in step_loss], color="tab:blue", alpha=0.35,
-                     lw=1, label="train loss (step)")
-    epoch_loss = _floats(rows, "train/loss_epoch")
-    if epoch_loss:
-        ax_loss.plot([s for s, _, _ in epoch_loss], [v for _, v, _ in epoch_loss], "o-", color="tab:blue",
-                     label="train loss (epoch mean)")
-    ax_loss.set_xlabel("optimizer step")
-    ax_loss.set_ylabel("loss")
-    ax_loss.set_title("Training loss")
-    ax_loss.grid(alpha=0.3)
-    if step_loss or epoch_loss:
-        ax_loss.legend()
+    for key, label, style in (("train/loss_step", "train loss (step)", {"alpha": 0.35, "lw": 1}),
+                              ("train/loss_epoch", "train loss (epoch mean)", {"marker": "o"})):
+        pts = validation_points(rows, key)
+        if pts:
+            ax_loss.plot(*zip(*pts), color="tab:blue", label=label, **style)
     for key, label, color in (("val/exact_match", "exact match", "tab:orange"), ("val/f1", "F1", "tab:green")):
         pts = validation_points(rows, key)
         if pts:
-            ax_val.plot([s for s, _ in pts], [v for _, v in pts], "o-", color=color, label=label)
+            ax_val.plot(*zip(*pts), "o-", color=color, label=label)
             ax_val.annotate(f"{pts[-1][1]:.1f}", pts[-1], textcoords="offset points", xytext=(4, 4), color=color)
-    if any(r.get("epoch") not in (None, "") for r in rows):  # epoch boundaries, when more than one epoch ran
-        ends = {}
-        for r in rows:
-            if r.get("epoch") not in (None, "") and r.get("step") not in (None, ""):
-                ends[int(float(r["epoch"]))] = max(ends.get(int(float(r["epoch"])), 0.0), float(r["step"]))
-        for epoch in sorted(ends)[:-1]:
-            ax_val.axvline(ends[epoch], color="grey", lw=0.8, ls=":")
-    ax_val.set_xlabel("optimizer step")
-    ax_val.set_ylabel("score (%)")
-    ax_val.set_title("Validation (SQuAD)")
-    ax_val.grid(alpha=0.3)
-    if ax_val.lines:
-        ax_val.legend()
+    ends: dict[int, float] = {}  # epoch -> its last step: a dotted line between epochs
+    for r in rows:
+        if r.get("epoch") not in (None, "") and r.get("step") not in (None, ""):
+            epoch = int(float(r["epoch"]))
+            ends[epoch] = max(ends.get(epoch, 0.0), float(r["step"]))
+    for epoch in sorted(ends)[:-1]:
+        ax_val.axvline(ends[epoch], color="grey", lw=0.8, ls=":")
+    for ax, ylabel, title in ((ax_loss, "loss", "Training loss"), (ax_val, "score (%)", "Validation (SQuAD)")):
+        ax.set_xlabel("optimizer step")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(png_path)), exist_ok=True)
     fig.savefig(png_path, dpi=110)
@@ -80,9 +67,6 @@ def plot_learning_curves(csv_path: str, png_path: str) -> str:
 class LearningCurves(L.Callback):
     """Writes ``learning_curves.png`` beside the CSV log's ``metrics.csv`` after ``fit`` (nothing without one)."""
 
-    def __init__(self) -> None:
-        self.path: Optional[str] = None
-
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         csv_path = run_folder(trainer, "metrics.csv")  # collective: every rank asks
         if not trainer.is_global_zero:
@@ -90,7 +74,7 @@ class LearningCurves(L.Callback):
         for lg in trainer.loggers:  # make sure the CSV is complete before reading it
             lg.save()
         if os.path.isfile(csv_path):
-            self.path = plot_learning_curves(csv_path, os.path.join(os.path.dirname(csv_path), "learning_curves.png"))
+            plot_learning_curves(csv_path, os.path.join(os.path.dirname(csv_path), "learning_curves.png"))
 
 
 if __name__ == "__main__":

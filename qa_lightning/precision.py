@@ -1,16 +1,10 @@
-"""The automatic precision: what ``--trainer.precision`` means when it is left unset (torch only, no Lightning).
+"""The automatic precision (what ``--trainer.precision`` means when it is left unset), and gradient clipping for a
+fused AdamW under mixed precision. Torch only, no Lightning.
 
     auto_precision("auto")  # -> "bf16-mixed" | "16-mixed" | None (Lightning's fp32), and one line on stderr saying why
 
-- A GPU (accelerator auto/gpu/cuda and CUDA available): bf16 mixed where the GPU supports bf16, else fp16 mixed.
-- The CPU: bf16 mixed (``torch.autocast("cpu", torch.bfloat16)``, fp32 master weights) when the CPU has native bf16
-  matrix instructions -- AVX512_BF16 (AMD Zen 4+, Intel Cooper Lake) or AMX-BF16 (Intel Sapphire Rapids+) --, fp32
-  otherwise: without them oneDNN emulates bf16 and autocast is slower than fp32 (pytorch issues 86550, 118499).
-  On an AVX512_BF16 CPU a MiniLM training step is ~1.3x and a bert-base step ~1.8x faster than in fp32.
-- Any other accelerator (mps, ...): None, Lightning's default.
-
-The CPU check asks torch (its own CPUID reading) and falls back to the flags
-in ``/proc/cpuinfo`` when this torch has no such check (torch < 2.3).
+GPUs: bf16 mixed where supported, else fp16 mixed. CPUs: bf16 mixed only with native bf16 matrix instructions
+(AVX512_BF16 or AMX-BF16; without them oneDNN emulates bf16, slower than fp32: pytorch issues 86550, 118499).
 """
 
 from __future__ import annotations

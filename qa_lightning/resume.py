@@ -7,10 +7,7 @@
     found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
     check_same_position(saved, current)                         # mid-epoch resume with other features: refused
 
-The data module saves its position in the epoch (``SquadDataModule.state_dict``); with the RNG states restored, a
-run killed mid-epoch and resumed with ``--ckpt_path last`` ends with the weights of an uninterrupted run. A checkpoint
-is read on the CPU, memory-mapped and with ``weights_only=True`` (no code runs from the file) before Lightning sees
-it, so a damaged or foreign file is one sentence, not a traceback. The package's only ``.ckpt`` reader. No Lightning.
+The package's only ``.ckpt`` reader: on the CPU, memory-mapped, ``weights_only=True`` (no code runs from the file).
 """
 
 from __future__ import annotations
@@ -137,9 +134,7 @@ def find_last_checkpoint(roots: Iterable[str | Path]) -> tuple[Optional[str], li
     """The loadable ``*.ckpt`` under ``roots`` with the most advanced training state (global step, then epoch;
     ``last.ckpt`` first among equals) and the files that were skipped as unloadable, as ``(path, reason)``.
 
-    File times play no part: a copy (``cp -r``, rsync without ``-t``, a cloud sync) gives every file a new one.
-    Each candidate is read memory-mapped with ``weights_only=True`` (cheap: only the small entries are touched).
-    Missing folders are skipped; nothing found: ``(None, [...])``."""
+    File times play no part: a copy (``cp -r``, rsync without ``-t``) gives every file a new one."""
     found = sorted({p.resolve() for root in map(Path, roots) if root.is_dir() for p in root.rglob("*.ckpt")
                     if p.is_file()})
     ranked, skipped = [], []
@@ -164,11 +159,8 @@ def position_identity(features: str, settings: dict) -> dict:
 
 def check_same_position(saved: dict, current: dict, ckpt_path: str = "the checkpoint") -> Optional[str]:
     """Refuse to apply a mid-epoch position to other training batches; returns a note for an epoch-boundary change.
-
-    Both dicts are ``SquadDataModule`` position identities: ``features`` (the train cache fingerprint: data file
-    bytes, tokenizer, window settings), ``order`` (what fixes the epoch's batch order) and ``settings`` (readable
-    values for the message).
-    """
+    ``saved``/``current``: ``position_identity`` dicts (the saved one with the position's ``mid_epoch``, ``epoch``
+    and ``batches_done``)."""
     same = saved.get("features") == current.get("features") and saved.get("order") == current.get("order")
     if same or not saved.get("features"):
         return None

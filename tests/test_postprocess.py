@@ -9,8 +9,7 @@ import pytest
 
 from conftest import TINY_DEV, squad_examples
 from qa_lightning.evaluation.evalset import EvalSet, offsets_array
-from qa_lightning.evaluation.postprocess import DecodeSettings, PostProcessor
-from qa_lightning.evaluation.writer import write_outputs
+from qa_lightning.evaluation.postprocess import DecodeSettings, PostProcessor, write_outputs
 from reference import official_v1_evaluate, reference_decode, reference_validation_features
 
 WIDTH = 96

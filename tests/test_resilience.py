@@ -160,3 +160,43 @@ def test_ddp_shards_as_lightning_does_and_each_rank_resumes_at_its_own_batch(epo
         assert full == list(lightning) and len(full) == len(ours) == 52
         skips[epoch] = 5 * 4 * 2
         assert list(ours) == full[20:]
+
+
+def test_a_run_resumed_mid_epoch_logs_the_whole_epochs_mean_loss(tmp_path):
+    """ExactResume carries the epoch's running loss and the RNG states (dropout on) over a mid-epoch resume: the
+    resumed epoch's train/loss_epoch is the uninterrupted run's mean over all its batches, not over the rest."""
+    import csv
+
+    import lightning as L
+    from lightning.pytorch.loggers import CSVLogger
+
+    from qa_lightning import QAModule, SquadDataModule
+    from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN
+
+    mid = tmp_path / "mid.ckpt"
+
+    class SaveMidEpoch(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            if trainer.global_step == 3:
+                trainer.save_checkpoint(mid)
+
+    def fit(name, callbacks=(), ckpt_path=None):
+        L.seed_everything(0)
+        module = QAModule(model_name_or_path=str(TINY_BERT), pretrained=False, learning_rate=1e-3)
+        dm = SquadDataModule(model_name_or_path=str(TINY_BERT), train_file=str(TINY_TRAIN),
+                             validation_file=str(TINY_DEV), max_length=128, stride=32, batch_size=8,
+                             cache_dir=str(tmp_path / "cache"), num_workers=0, max_train_samples=48)
+        logger = CSVLogger(str(tmp_path), name=name)
+        trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=logger, deterministic=True,
+                            enable_checkpointing=False, enable_progress_bar=False, callbacks=list(callbacks),
+                            default_root_dir=str(tmp_path / name))
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        with open(f"{logger.log_dir}/metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        return [float(r["train/loss_epoch"]) for r in rows if r.get("train/loss_epoch")], trainer.global_step
+
+    full, steps = fit("full", [SaveMidEpoch()])
+    assert steps > 4 and mid.is_file()  # saved in the middle of the epoch
+    resumed, resumed_steps = fit("resumed", ckpt_path=str(mid))
+    assert resumed_steps == steps and len(full) == len(resumed) == 1
+    assert resumed[0] == pytest.approx(full[0], rel=1e-6)

@@ -4,8 +4,7 @@
     ev = build_eval_set(examples, features, cls_token_id(tokenizer))  # datasets.Dataset pair -> EvalSet
     offsets = offsets_array(features)   # (F, L, 2) int32, -1 outside the context (also takes lists of rows)
 
-Used by ``SquadDataModule.eval_set`` and the inference API; converting the ``offset_mapping`` column through Python
-objects would take seconds per evaluation split, these take milliseconds.
+Used by ``SquadDataModule.eval_set`` and the inference API (milliseconds; through Python objects: seconds).
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Gathering evaluation logits across ranks: collect per batch, all-gather, restore dataset order, de-duplicate.
 
-Used by ``QAModule`` (``module.py``); the result goes to ``postprocess.py``. Each evaluation batch's start/end logits are
-kept on the device, aligned to a fixed width (``max_length``) with -inf outside the real tokens, together with the
-features' global indices. At epoch end every rank all-gathers them (sizes may differ: the predict sampler does not
-pad), restores dataset order and drops the duplicates that ``DistributedSampler`` pads with, so every feature is
-decoded exactly once.
+Every rank all-gathers its batches' logits and feature indices (sizes may differ: the predict sampler does not pad),
+restores dataset order and drops the duplicates that ``DistributedSampler`` pads with, so every feature is decoded
+exactly once.
 """
 
 from __future__ import annotations
@@ -36,37 +34,33 @@ def align_logits(logits: torch.Tensor, attention_mask: Optional[torch.Tensor], w
 
 
 class LogitCollector:
-    """Accumulates one evaluation epoch's (feature index, start logits, end logits) on the device."""
+    """Keeps one evaluation epoch's batches (feature indices and start/end logits) on the device."""
 
     def __init__(self) -> None:
         self.reset()
 
-    def reset(self, width: int = 0) -> None:
-        """Empty it for an epoch whose logits are aligned to ``width`` columns (the split's ``EvalSet.width``)."""
-        self.width = width
-        self.index: list[torch.Tensor] = []
-        self.start: list[torch.Tensor] = []
-        self.end: list[torch.Tensor] = []
+    def reset(self) -> None:
+        self.batches: list[tuple] = []  # (feature_index, start logits, end logits, attention_mask, pad_left)
 
     def add(self, batch: dict, start_logits: torch.Tensor, end_logits: torch.Tensor) -> None:
-        """One batch: its ``feature_index`` (B,) and the model's (B, L) logits, aligned to ``width``."""
-        mask, pad_left = batch.get("attention_mask"), batch.get("pad_left")
-        self.index.append(batch["feature_index"].detach())
-        self.start.append(align_logits(start_logits.detach(), mask, self.width, pad_left))
-        self.end.append(align_logits(end_logits.detach(), mask, self.width, pad_left))
+        """One batch: its ``feature_index`` (B,) and the model's (B, L) logits."""
+        self.batches.append((batch["feature_index"].detach(), start_logits.detach(), end_logits.detach(),
+                             batch.get("attention_mask"), batch.get("pad_left")))
 
-    def gather(self, module, n_features: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All ranks' logits in dataset order: start, end (n_features, width) and ``seen`` (n_features,) bool.
+    def gather(self, module, n_features: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All ranks' logits in dataset order, aligned to ``width``: start, end (n_features, width) and ``seen``
+        (n_features,) bool; the collector is empty afterwards.
 
         Collective: call it on every rank. Features no rank evaluated (``limit_val_batches``) are not ``seen``.
         """
-        device, width = module.device, self.width
-        if self.index:
-            index = torch.cat(self.index).to(device)
-            start, end = torch.cat(self.start).to(device), torch.cat(self.end).to(device)
-        else:
-            index = torch.zeros(0, dtype=torch.long, device=device)
-            start = end = torch.zeros(0, width, device=device)
+        device = module.device
+        index = torch.zeros(0, dtype=torch.long, device=device)
+        start = end = torch.zeros(0, width, device=device)
+        if self.batches:  # every batch aligned to one width, so that the epoch's logits concatenate
+            index = torch.cat([b[0] for b in self.batches]).to(device)
+            start = torch.cat([align_logits(s, mask, width, left) for _, s, _, mask, left in self.batches]).to(device)
+            end = torch.cat([align_logits(e, mask, width, left) for _, _, e, mask, left in self.batches]).to(device)
+        self.reset()
         world = module.trainer.world_size if module._trainer is not None else 1
         if world > 1:
             count = torch.tensor([len(index)], device=device)

@@ -4,11 +4,8 @@
     squad_v1({"id1": "Denver Broncos"}, {"id1": ["Denver Broncos", "The Broncos"]})
     # -> {"exact_match": 100.0, "f1": 100.0}
 
-``squad_v1`` follows evaluate-v1.1.py (the ``evaluate`` hub metric needs the network even for this): answers are
-lower-cased, punctuation and the articles a/an/the removed, whitespace collapsed; each prediction takes its best
-score over the gold answers; both numbers are percentages over all references. ``squad_v2`` follows
-evaluate-v2.0.py: unanswerable questions have no gold answers (gold is [""]), HasAns_/NoAns_ breakdowns, and the
-best null threshold search over ``na_probs``. ``evaluate_metric`` is the opt-in hub metric (``evaluate.load``).
+``squad_v1`` follows evaluate-v1.1.py, ``squad_v2`` evaluate-v2.0.py (HasAns_/NoAns_ breakdowns, the best null
+threshold over ``na_probs``); ``evaluate_metric`` is the opt-in hub metric (``evaluate.load``, needs the network).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
-"""Post-processing: gathered logits + EvalSet + settings -> predictions, n-best, null odds, metrics (``EvalResult``).
+"""Post-processing: gathered logits + EvalSet + settings -> predictions, n-best, null odds, metrics -> files.
 
     post = PostProcessor(DecodeSettings(n_best=20, max_answer_length=30))
     result = post(start, end, seen, eval_set, score=True)   # (F, W) logits in dataset order, (F,) bool
     result.metrics                                          # {"exact_match": ..., "f1": ...}
+    write_outputs(run_dir, result, {"epoch": 0, "step": 100, "split": "validation"})
 
 Pure numpy and Python: no Lightning, no torch.
 """
@@ -10,16 +11,19 @@ Pure numpy and Python: no Lightning, no torch.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from ..files import write_json
 from .decoding import apply_null_rule, decode_nbest, null_scores
 from .evalset import EvalSet
 from .metrics import SquadV1Scorer, squad_v1, squad_v2
 
-__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples"]
+__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -120,3 +124,22 @@ class PostProcessor:
         if self._scorer is None or self._scorer[0] is not ev:  # a new EvalSet (setup ran again): new golds
             self._scorer = (ev, SquadV1Scorer(dict(zip(ev.example_ids, ev.answers))))
         return self._scorer[1](result.predictions)
+
+
+def write_outputs(out_dir: str, result: EvalResult, info: Optional[dict] = None, say: bool = False) -> list[str]:
+    """Write the prediction files and, when scored, ``eval_results.json`` (metrics + ``info``); returns the names.
+
+    One line "SPLIT: wrote NAMES to DIR" goes to the log, and with ``say`` to stderr too.
+    """
+    files = {"predictions.json": result.predictions, "nbest_predictions.json": result.nbest}
+    if result.null_odds is not None:
+        files["null_odds.json"] = result.null_odds
+    if result.metrics:
+        files["eval_results.json"] = {**result.metrics, **(info or {}), "examples": result.examples}
+    for name, obj in files.items():
+        write_json(os.path.join(out_dir, name), obj)
+    line = f"{(info or {}).get('split', 'evaluation')}: wrote {', '.join(files)} to {out_dir}"
+    log.info(line)
+    if say:
+        print(line, file=sys.stderr)
+    return list(files)
