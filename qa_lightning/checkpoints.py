@@ -1,15 +1,10 @@
 """The CLI's side of checkpoints and run folders: where a run writes, which checkpoint it loads, which settings win.
 
-    follow_root_dir(cfg)                        # the default logger writes under --trainer.default_root_dir
-    allocate_version(cfg)                       # lightning_logs/version_N created atomically (concurrent runs)
-    continued_folder(cfg, ckpt_path)            # fit from version_N/checkpoints/X.ckpt continues version_N
-    reroot_record(state, dirpath, copy)         # a copied/moved run folder keeps its best-checkpoint record
     path, ckpt = resolve_checkpoint(cfg, "fit", run_folders(cfg))      # checked; 'last' = most advanced loadable
     taken = model_settings(ckpt, cfg.model, given={"max_answer_length"})   # checkpoint's values the user did not set
-    check_weights_fit(model, ckpt, path)       # another architecture: one line, not a size-mismatch traceback
 
-Settings: a ``--model.*`` option on the command line wins over the checkpoint's hyper-parameters, which win over
-config files and defaults; data settings always come from the config.
+A ``--model.*`` option on the command line wins over the checkpoint's hyper-parameters, which win over config files
+and defaults; data settings always come from the config.
 """
 
 from __future__ import annotations

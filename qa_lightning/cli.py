@@ -1,9 +1,7 @@
 """``fit|validate|test|predict`` of ``python -m qa_lightning`` (``__main__.py``) through one LightningCLI subclass.
 
     python -m qa_lightning fit                                   # reference recipe: bert-base-cased, SQuAD v1.1
-    python -m qa_lightning fit --config configs/debug.yaml       # tiny model, tiny data, CPU, < 1 minute
     python -m qa_lightning validate --config configs/debug.yaml --ckpt_path last
-    python -m qa_lightning fit --print_config                    # every option with its value
 
 What this subclass adds to LightningCLI: the model's tokenizer linked to the data's; the automatic precision
 (``precision.py``); the always-on callbacks (``--checkpoint.*``, ``--lr_monitor.*``, ``--export.*``,

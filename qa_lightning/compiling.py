@@ -50,15 +50,8 @@ def check_compile_args(compile: bool, mode: Optional[str], backend: str, dynamic
 
 def compile_encoder(model: torch.nn.Module, mode: Optional[str] = None, backend: str = "inductor",
                     dynamic: Optional[bool] = None) -> None:
-    """``model.compile(...)`` in place (checkpoints stay interchangeable with eager ones).
-
-    Args:
-        model: the encoder with its QA head.
-        mode: inductor mode ("reduce-overhead": CUDA graphs on CUDA; None: torch's default).
-        backend: dynamo backend ("inductor"; "aot_eager" traces forward+backward without generating code).
-        dynamic: False: one static graph per shape (what CUDA graphs want); None: torch decides (dynamic after the
-            second shape).
-    """
+    """``model.compile(...)`` in place (checkpoints stay interchangeable with eager ones); the arguments are
+    QAModule's ``compile_mode``, ``compile_backend`` and ``compile_dynamic``."""
     kwargs: dict[str, Any] = {"backend": backend, "dynamic": dynamic}
     if mode is not None:
         kwargs["mode"] = mode

@@ -1,9 +1,5 @@
-"""User-facing errors: one line that names the file, row or option and what to do.
-
-Every command (``python -m qa_lightning SUBCOMMAND``, the demo) runs inside :func:`user_errors`, which prints a
-:class:`QAInputError` as ``error: <message>`` and exits with status 2 instead of a traceback; library users get a
-normal ``ValueError`` subclass.
-"""
+"""User-facing errors: one line that names the file, row or option and what to do (``error: ...``, exit status 2,
+no traceback, in every command); library users get a ``ValueError`` subclass."""
 
 from __future__ import annotations
 

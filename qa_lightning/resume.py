@@ -1,11 +1,8 @@
 """Exact resume and checkpoint trust: RNG states, reading a checkpoint safely, finding the most advanced usable one.
 
-    checkpoint["qa_lightning_rng"] = collect_rng_states()      # on save (DDP: gather_rng_states, one per rank)
-    set_rng_states(checkpoint["qa_lightning_rng"])              # just before the first resumed step
     ckpt = read_checkpoint("last.ckpt")                         # dict, or UnusableCheckpoint(reason)
-    weights_mismatch(model.state_dict(), ckpt["state_dict"])   # None, or which names/shapes differ
     found, skipped = find_last_checkpoint(["runs/lightning_logs"])   # most advanced loadable *.ckpt, and skips
-    check_same_position(saved, current)                         # mid-epoch resume with other features: refused
+    set_rng_states(checkpoint["qa_lightning_rng"])              # saved by collect_rng_states()
 
 The package's only ``.ckpt`` reader: on the CPU, memory-mapped, ``weights_only=True`` (no code runs from the file).
 """

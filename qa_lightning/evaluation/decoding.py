@@ -8,9 +8,6 @@ The rule is the reference recipe's n-best loop, vectorised over all features at 
 tokens are both inside the context with ``0 <= end - start < max_answer_length``, score ``start + end`` logit, and
 per example keep the first best pair in (feature, start rank, end rank) order -- exactly what ``max()`` over the
 reference's candidate list returns. An example without any valid pair gets "".
-
-Offsets are an int array (F, L, 2) with -1 where the reference has ``None`` (tokens outside the context);
-``evalset.offsets_array`` converts the reference's lists. Rows of different lengths are padded with -inf logits.
 """
 
 from __future__ import annotations

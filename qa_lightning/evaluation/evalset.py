@@ -27,13 +27,16 @@ class EvalSet:
     contexts: list  # (E,)
     answers: list  # (E,) lists of gold texts
     feature_to_example: np.ndarray  # (F,) int64
-    offsets: np.ndarray  # (F, L, 2) int32, -1 outside the context
+    offsets: np.ndarray  # (F, W, 2) int32, -1 outside the context (padded to ``width`` here)
     cls_index: np.ndarray  # (F,) int64 position of the CLS token
     width: int = 0  # logits width the model's outputs are aligned to (max_length); 0: the offsets' width
     version_2_with_negative: bool = False  # SQuAD v2 data: an example may have no answer
 
     def __post_init__(self) -> None:
         self.width = max(int(self.width), self.offsets.shape[1])
+        if self.offsets.shape[1] < self.width:  # as wide as the logits, so that any logit column has its offsets
+            self.offsets = np.pad(self.offsets, ((0, 0), (0, self.width - self.offsets.shape[1]), (0, 0)),
+                                  constant_values=-1)
 
 
 def offsets_array(features, width: Optional[int] = None) -> np.ndarray:
@@ -71,5 +74,5 @@ def build_eval_set(examples, features, cls_id: Optional[int], width: int = 0,
     f2e = np.fromiter((index[k] for k in features["example_id"]), dtype=np.int64, count=len(features))
     return EvalSet(example_ids=list(ids), contexts=list(examples["context"]),
                    answers=[a["text"] for a in examples["answers"]], feature_to_example=f2e,
-                   offsets=offsets_array(features), cls_index=cls_positions(features, cls_id), width=width,
+                   offsets=offsets_array(features, width), cls_index=cls_positions(features, cls_id), width=width,
                    version_2_with_negative=version_2_with_negative)

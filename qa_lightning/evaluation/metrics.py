@@ -44,30 +44,19 @@ def _overlap_f1(pred: collections.Counter, n_pred: int, gold: collections.Counte
     return 2 * precision * recall / (precision + recall)
 
 
-def f1_score(prediction: str, ground_truth: str) -> float:
-    """Token F1 (v1.1 script). Empty-vs-empty counts as a match only in the v2 variant below."""
+def f1_score(prediction: str, ground_truth: str, v2: bool = False) -> float:
+    """Token F1 (v1.1 script); with ``v2`` an empty prediction for an empty gold counts as a match (v2.0 script)."""
     pred_tokens = normalize_answer(prediction).split()
     gold_tokens = normalize_answer(ground_truth).split()
     if not pred_tokens or not gold_tokens:
-        return 0.0
+        return float(v2 and pred_tokens == gold_tokens)
     return _overlap_f1(collections.Counter(pred_tokens), len(pred_tokens), collections.Counter(gold_tokens),
                        len(gold_tokens))
 
 
-def _f1_v2(prediction: str, ground_truth: str) -> float:
-    pred_tokens = normalize_answer(prediction).split()
-    gold_tokens = normalize_answer(ground_truth).split()
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)
-    return f1_score(prediction, ground_truth)
-
-
 class SquadV1Scorer:
-    """The v1.1 metric with the gold side prepared once (normalised, de-duplicated, token counts).
-
-    ``SquadV1Scorer(references)(predictions)`` equals ``squad_v1(predictions, references)``; build it once per
-    evaluation split and call it at every validation.
-    """
+    """``SquadV1Scorer(references)(predictions)`` equals ``squad_v1(predictions, references)``, with the gold side
+    prepared once (normalised, de-duplicated, token counts): build it once per split, call it at every validation."""
 
     def __init__(self, references: Mapping[str, Sequence[str]]):
         self.golds = {}
@@ -99,12 +88,8 @@ class SquadV1Scorer:
 
 
 def squad_v1(predictions: Mapping[str, str], references: Mapping[str, Sequence[str]]) -> dict:
-    """EM and F1 (percent) over every id in ``references``; a missing prediction scores 0, as the script does.
-
-    Args:
-        predictions: ``{id: predicted text}``.
-        references: ``{id: [gold answer texts]}``.
-    """
+    """EM and F1 (percent) of ``predictions`` ({id: text}) over every id in ``references`` ({id: [gold texts]}); a
+    missing prediction scores 0, as the script does."""
     return SquadV1Scorer(references)(predictions)
 
 
@@ -144,7 +129,7 @@ def squad_v2(predictions: Mapping[str, str], references: Mapping[str, Sequence[s
     for qid, golds in references.items():
         golds = [g for g in golds if normalize_answer(g)] or [""]
         pred = predictions.get(qid, "")
-        raw[qid] = (max(exact_match_score(pred, g) for g in golds), max(_f1_v2(pred, g) for g in golds))
+        raw[qid] = (max(exact_match_score(pred, g) for g in golds), max(f1_score(pred, g, v2=True) for g in golds))
 
     def thresholded(i: int) -> dict:
         out = {}
@@ -174,13 +159,9 @@ def squad_v2(predictions: Mapping[str, str], references: Mapping[str, Sequence[s
 
 
 def evaluate_metric(version_2: bool = False):
-    """The course's exact call, ``evaluate.load("squad")`` (``"squad_v2"``), as ``fn(predictions, references)``.
-
-    Opt-in (``--model.metric evaluate``) for users who want the hub metric itself; it downloads the metric script, so
-    offline it is a :class:`QAInputError` raised here, before any training. On the same predictions it gives the
-    built-in numbers (tested where the metric loads). v2: predictions already answer "" past the null threshold,
-    so every ``no_answer_probability`` is 0 (best_exact/best_f1 sweeps come from the built-in metric only).
-    """
+    """The course's call, ``evaluate.load("squad")`` (``"squad_v2"``), as ``fn(predictions, references)``: opt-in
+    (``--model.metric evaluate``); it downloads the metric script, so offline it raises :class:`QAInputError` here,
+    before any training. v2: predictions already answer "" past the null threshold: ``no_answer_probability`` 0."""
     name = "squad_v2" if version_2 else "squad"
     try:
         import evaluate

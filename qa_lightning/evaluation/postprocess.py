@@ -64,13 +64,6 @@ def complete_examples(ev: EvalSet, seen: np.ndarray) -> np.ndarray:
     return complete
 
 
-def _pad_offsets(offsets: np.ndarray, width: int) -> np.ndarray:
-    """Offsets are as wide as the longest feature; logits may be wider (aligned to max_length)."""
-    if offsets.shape[1] >= width:
-        return offsets
-    return np.pad(offsets, ((0, 0), (0, width - offsets.shape[1]), (0, 0)), constant_values=-1)
-
-
 class PostProcessor:
     """Decodes and scores evaluations with fixed settings; gold answers are prepared once per EvalSet.
 
@@ -88,15 +81,14 @@ class PostProcessor:
 
     def __call__(self, start: np.ndarray, end: np.ndarray, seen: np.ndarray, ev: EvalSet,
                  score: bool = True) -> EvalResult:
-        """``start``/``end``: (F, W) float logits in dataset order (-inf outside real tokens); ``seen``: (F,)."""
+        """``start``/``end``: (F, ev.width) float logits in dataset order (-inf outside real tokens); ``seen``: (F,)."""
         s = self.settings
         complete = complete_examples(ev, seen)
         if not complete.all():
             log.warning("%d of %d examples were only partly evaluated (limit_*_batches?) and are left out",
                         int((~complete).sum()), len(complete))
-        offsets = _pad_offsets(ev.offsets, start.shape[1])
         # The first of each n-best list is exactly decode_answers' choice (tested): decode once.
-        nbest = decode_nbest(start, end, offsets, ev.feature_to_example, ev.contexts, s.n_best, s.max_answer_length)
+        nbest = decode_nbest(start, end, ev.offsets, ev.feature_to_example, ev.contexts, s.n_best, s.max_answer_length)
         ids, keep = ev.example_ids, np.flatnonzero(complete)
         if s.version_2_with_negative:
             nulls = null_scores(start, end, ev.cls_index, ev.feature_to_example, len(ids))
