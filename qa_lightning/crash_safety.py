@@ -58,33 +58,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class ExactResume(Callback):
-    """What Lightning's checkpoint lacks for an exact resume, saved in every checkpoint: every rank's RNG states
-    (dropout draws from them), put back at the first resumed batch, and the epoch's running training loss, logged at
-    the epoch end as ``train/loss_epoch``: the sample-weighted mean over every batch of the epoch, also when it was
-    resumed mid-way (one host sync per epoch). ``QAModule.configure_callbacks`` adds it."""
+    """Saves what Lightning's checkpoint lacks for an exact resume and puts it back at the first resumed batch: every
+    rank's RNG states (dropout draws from them) and the module's running epoch loss (``QAModule.epoch_loss`` and
+    ``epoch_samples``: a run resumed mid-epoch logs the whole epoch's mean). ``QAModule.configure_callbacks`` adds it.
+    """
 
     def __init__(self) -> None:
-        self.loss_sum = torch.zeros(())  # the epoch's sample-weighted loss sum, on the device
-        self.samples = 0
         self._rng: Optional[dict] = None  # this rank's saved RNG states, until the first resumed batch
-        self._loss: Optional[dict] = None  # {"epoch", "sum", "n"} of the saved running loss, until then too
+        self._loss: Optional[dict] = None  # {"epoch", "sum", "n"} of the saved running loss
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint["qa_lightning_rng"] = states = collect_rng_states()
         if trainer.world_size > 1:  # every rank's own stream (collective: every rank saves together)
             checkpoint["qa_lightning_rng_ranks"] = gather_rng_states(states)
-        if self.samples:
-            checkpoint["qa_lightning_epoch_loss"] = {"epoch": trainer.current_epoch, "n": self.samples,
-                                                     "sum": float(self.loss_sum)}
+        if pl_module.epoch_samples:
+            checkpoint["qa_lightning_epoch_loss"] = {"epoch": trainer.current_epoch, "n": pl_module.epoch_samples,
+                                                     "sum": float(pl_module.epoch_loss)}
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         ranks = checkpoint.get("qa_lightning_rng_ranks") or []
         same_world = len(ranks) == trainer.world_size > 1
         self._rng = ranks[trainer.global_rank] if same_world else checkpoint.get("qa_lightning_rng")
         self._loss = checkpoint.get("qa_lightning_epoch_loss")
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.loss_sum, self.samples = torch.zeros((), device=pl_module.device), 0
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -93,18 +88,8 @@ class ExactResume(Callback):
             set_rng_states(self._rng)
         loss, self._rng, self._loss = self._loss, None, None
         if loss and loss["epoch"] == trainer.current_epoch:  # resumed mid-epoch: continue the epoch's sum
-            self.loss_sum, self.samples = torch.tensor(loss["sum"], device=pl_module.device), int(loss["n"])
-
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
-        n = len(batch["input_ids"])
-        self.loss_sum = self.loss_sum + outputs["batch_loss"] * n  # QAModule.training_step's unscaled loss
-        self.samples += n
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.samples:  # sample-weighted like Lightning's own epoch means
-            pl_module.log("train/loss_epoch", (self.loss_sum / self.samples).float().cpu(), on_step=False,
-                          on_epoch=True, batch_size=self.samples)
+            pl_module.epoch_loss = torch.tensor(loss["sum"], device=pl_module.device)
+            pl_module.epoch_samples = int(loss["n"])
 
 
 def _carry_checkpoint(src: str, dst: str) -> None:

@@ -25,7 +25,7 @@ from .evaluation.metrics import evaluate_metric
 from .evaluation.postprocess import DecodeSettings, EvalResult, PostProcessor, write_outputs
 from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
-from .precision import clip_fused_gradients
+from .precision import clip_gradients
 
 __all__ = ["QAModule"]
 
@@ -98,12 +98,12 @@ class QAModule(L.LightningModule):
         if unpadded:
             enable_packed_attention(self.model)
         self._compiled = False
-        # split -> EvalResult of its latest evaluation (predictions, metrics); ExportCallback reads "validation".
-        self.results: dict[str, EvalResult] = {}
+        self.epoch_loss = torch.zeros(())  # the epoch's sample-weighted loss sum, on the device (ExactResume saves it)
+        self.epoch_samples = 0
+        self.results: dict[str, EvalResult] = {}  # split -> its latest EvalResult (ExportCallback reads "validation")
         self._collector = LogitCollector()
-        self._post: dict[bool, PostProcessor] = {}  # SQuAD v2 or not -> its post-processor
+        self._post: dict[bool, PostProcessor] = {}  # SQuAD v2 or not -> its post-processor (keeps the golds)
 
-    # ------------------------------------------------------------------------------------------- setup
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:  # in place: state_dict keys unchanged
             hp = self.hparams
@@ -126,33 +126,35 @@ class QAModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        if gradient_clip_val and optimizer.defaults.get("fused"):  # Lightning refuses to clip a fused AdamW under AMP
-            scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-            clip_fused_gradients(optimizer, gradient_clip_val, str(gradient_clip_algorithm), scaler)
-        else:
-            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)  # Lightning's own path
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # Lightning's, or fused AdamW's
 
-    # ------------------------------------------------------------------------------------------- steps
     def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        # Packing indices are computed on the host, before the copy: no device sync in the step.
-        return add_pack_index(batch) if self.hparams.unpadded else batch
+        return add_pack_index(batch) if self.hparams.unpadded else batch  # on the host: no device sync in the step
 
     def forward(self, **inputs):
         if self.hparams.unpadded:
             return packed_forward(self.model, inputs)
         return self.model(**{k: v for k, v in inputs.items() if k not in NON_MODEL_KEYS})
 
-    def training_step(self, batch: dict, batch_idx: int) -> dict:
+    def on_train_epoch_start(self) -> None:
+        self.epoch_loss, self.epoch_samples = torch.zeros((), device=self.device), 0
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self(**batch).loss
-        # Logged on the steps Lightning's logger writes (log_every_n_steps) only, as a CPU value: a progress-bar
-        # value is made a Python float at every step, which for a device tensor would be a host sync per step.
+        n = len(batch["input_ids"])
+        self.epoch_loss = self.epoch_loss + loss.detach() * n
+        self.epoch_samples += n
+        # Only on the steps Lightning's logger writes, as a CPU value: a progress-bar tensor would sync every step.
         if self.trainer._logger_connector.should_update_logs:
             self.log("train/loss_step", loss.detach().float().cpu(), prog_bar=True, on_step=True, on_epoch=False,
-                     batch_size=len(batch["input_ids"]))
-        # batch_loss: unscaled (Lightning divides "loss" by accumulate_grad_batches), for ExactResume's epoch mean
-        return {"loss": loss, "batch_loss": loss.detach()}
+                     batch_size=n)
+        return loss
 
-    # ------------------------------------------------------------------------------------- evaluation
+    def on_train_epoch_end(self) -> None:
+        if self.epoch_samples:  # one host sync per epoch; sample-weighted like Lightning's epoch mean
+            self.log("train/loss_epoch", (self.epoch_loss / self.epoch_samples).float().cpu(), on_step=False,
+                     on_epoch=True, batch_size=self.epoch_samples)
+
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         out = self(**{k: v for k, v in batch.items() if k not in ("start_positions", "end_positions")})
         self._collector.add(batch, out.start_logits, out.end_logits)
@@ -188,7 +190,6 @@ class QAModule(L.LightningModule):
     on_test_epoch_end = on_predict_epoch_end = on_validation_epoch_end
 
     def _post_processor(self, version_2: bool) -> PostProcessor:
-        """One per SQuAD version (the hub metric differs); it keeps the prepared gold answers of its last split."""
         if version_2 not in self._post:
             hp = self.hparams
             fn = evaluate_metric(version_2) if hp.metric == "evaluate" else None

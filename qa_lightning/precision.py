@@ -1,5 +1,5 @@
-"""The automatic precision (what ``--trainer.precision`` means when it is left unset), and gradient clipping for a
-fused AdamW under mixed precision. Torch only, no Lightning.
+"""The automatic precision (what ``--trainer.precision`` means when it is left unset), and gradient clipping that
+also works for a fused AdamW under mixed precision. Torch only, no Lightning.
 
     auto_precision("auto")  # -> "bf16-mixed" | "16-mixed" | None (Lightning's fp32), and one line on stderr saying why
 
@@ -16,7 +16,7 @@ import torch
 
 from .checkpoints import launch_rank_zero  # the launchers' rank variables, no Lightning import
 
-__all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa", "cpuinfo_field", "clip_fused_gradients"]
+__all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa", "cpuinfo_field", "clip_gradients"]
 
 # Instruction sets with native bf16 matrix arithmetic, as torch's capability dict and /proc/cpuinfo name them.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
@@ -80,16 +80,18 @@ def auto_precision(accelerator: object) -> Optional[str]:
     return precision
 
 
-def clip_fused_gradients(optimizer: torch.optim.Optimizer, clip_val: float, algorithm: str, scaler=None) -> None:
-    """Clip for a fused AdamW, which unscales fp16 gradients inside ``step()`` (so Lightning refuses to clip).
-
-    ``scaler`` (fp16's ``GradScaler``, None for bf16/fp32) unscales here instead and then tells ``step()`` that the
-    gradients are unscaled; ``algorithm``: "value" or "norm" (also as Lightning's ``GradClipAlgorithmType``).
-    """
+def clip_gradients(module, optimizer: torch.optim.Optimizer, clip_val: Optional[float], algorithm) -> None:
+    """QAModule's gradient clipping: Lightning's own (``module.clip_gradients``), except for a fused AdamW, which
+    unscales fp16 gradients inside ``step()`` (so Lightning refuses to clip it under mixed precision): fp16's
+    ``GradScaler`` unscales here instead and then tells ``step()`` that the gradients are unscaled. ``algorithm``:
+    "value" or "norm" (also as Lightning's ``GradClipAlgorithmType``)."""
+    if not (clip_val and optimizer.defaults.get("fused")):
+        return module.clip_gradients(optimizer, clip_val, algorithm)
+    scaler = getattr(module.trainer.precision_plugin, "scaler", None)  # None for bf16 and fp32
     if scaler is not None:
         scaler.unscale_(optimizer)
     params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
-    if algorithm in ("value", "GradClipAlgorithmType.VALUE"):
+    if str(algorithm) in ("value", "GradClipAlgorithmType.VALUE"):
         torch.nn.utils.clip_grad_value_(params, clip_val)
     else:  # no host sync: the scale factor stays on the device
         torch.nn.utils.clip_grad_norm_(params, clip_val)
