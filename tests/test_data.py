@@ -23,12 +23,12 @@ def test_contract_and_columns(cache_dir):
     dm = make_dm(cache_dir)
     dm.prepare_data()
     dm.setup("fit")
-    train, val = dm.train_dataset, dm.val_dataset
+    train, val = dm.features["train"], dm.features["validation"]
     for col in ("input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"):
         assert col in train.column_names
     for col in ("input_ids", "example_id", "offset_mapping"):
         assert col in val.column_names
-    assert len(dm.val_examples) == 40 and len(val) > 40
+    assert len(dm.examples["validation"]) == 40 and len(val) > 40
     row = val[0]
     assert any(o is None for o in row["offset_mapping"]) and any(o is not None for o in row["offset_mapping"])
     assert max(len(x) for x in train["input_ids"]) <= 128
@@ -43,7 +43,7 @@ def test_contract_and_columns(cache_dir):
 def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm = make_dm(cache_dir)
     dm.prepare_data()
-    assert dm.cache_status == {"train": "built", "validation": "built"}
+    assert dm.splits.status == {"train": "built", "validation": "built"}
     import qa_lightning.data.features as data_mod
 
     def boom(*a, **k):
@@ -54,7 +54,7 @@ def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm2 = make_dm(cache_dir)
     dm2.prepare_data()
     dm2.setup("fit")
-    assert dm2.cache_status == {"train": "hit", "validation": "hit"}
+    assert dm2.splits.status == {"train": "hit", "validation": "hit"}
     # A different window size is a different cache entry.
     dm3 = make_dm(cache_dir, stride=16)
     with pytest.raises(AssertionError, match="tokenized again"):
@@ -65,19 +65,19 @@ def test_max_samples_and_loaders(cache_dir):
     dm = make_dm(cache_dir, max_train_samples=20, max_eval_samples=10, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.val_examples) == 10
+    assert len(dm.examples["validation"]) == 10
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == 4 and batch["input_ids"].shape[1] % 8 == 0
     assert set(batch) >= {"input_ids", "attention_mask", "start_positions", "end_positions", "feature_index"}
     seen = np.concatenate([b["feature_index"].numpy() for b in dm.val_dataloader()])
-    assert sorted(seen.tolist()) == list(range(len(dm.val_dataset)))
+    assert sorted(seen.tolist()) == list(range(len(dm.features["validation"])))
 
 
 def test_pad_to_max_length_reproduces_reference_padding(cache_dir):
     dm = make_dm(cache_dir, pad_to_max_length=True)
     dm.prepare_data()
     dm.setup("fit")
-    assert {len(x) for x in dm.train_dataset["input_ids"][:20]} == {128}
+    assert {len(x) for x in dm.features["train"]["input_ids"][:20]} == {128}
 
 
 @pytest.mark.parametrize("kind", ["missing", "malformed", "no_data", "empty_question"])
@@ -128,16 +128,16 @@ def test_full_dev_validation_feature_count(cache_dir):
                          validation_file=str(SHARED_DEV), max_length=384, stride=128, cache_dir=cache_dir)
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.val_examples) == 10570
-    assert len(dm.val_dataset) == 10822
-    assert len(dm.train_dataset) == 10822
+    assert len(dm.examples["validation"]) == 10570
+    assert len(dm.features["validation"]) == 10822
+    assert len(dm.features["train"]) == 10822
     # Through the whole data path (file reading, map, cache), training features equal the reference recipe's.
     from reference import reference_train_features
     from conftest import squad_examples
 
     ref = reference_train_features(squad_examples(SHARED_DEV), dm.tokenizer, 384, 128)
     pad = dm.tokenizer.pad_token_id
-    ours = dm.train_dataset
+    ours = dm.features["train"]
     assert ours["start_positions"] == list(ref["start_positions"])
     assert ours["end_positions"] == list(ref["end_positions"])
     for i, (a, b) in enumerate(zip(ours["input_ids"], ref["input_ids"])):
@@ -157,7 +157,7 @@ def test_the_report_names_this_runs_data_file_not_the_cache_builders(cache_dir, 
     second = make_dm(cache_dir, train_file=str(copy))
     second.prepare_data()
     second.setup("fit")
-    assert second.cache_status["train"] == "hit"
+    assert second.splits.status["train"] == "hit"
     assert first.reports["train"].startswith(f"{TINY_TRAIN}: 127 examples")
     assert second.reports["train"].startswith(f"{copy}: 127 examples") and str(TINY_TRAIN) not in second.reports["train"]
 
