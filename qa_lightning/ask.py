@@ -42,16 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_jsonl(lines, source: str = "stdin") -> list[dict]:
     """Parse JSON lines into records; a bad line is a :class:`QAInputError` naming its number."""
+    from .data.formats import jsonl_lines
     from .infer import check_record
 
     records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
+    for n, rec in jsonl_lines(lines, source):
         check_record(rec, f"{source} line {n}")  # what QAModel checks in every record
         # ids are strings everywhere (as predict's): a missing id is the line number, as text
         rec["id"] = str(rec["id"]) if rec.get("id") not in (None, "") else str(n)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import os
@@ -64,18 +65,24 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def _from_pretrained(auto, name: str, problem: str):
+    """``auto.from_pretrained`` of ``name``'s path; a folder it cannot read or a hub miss is one QAInputError."""
+    path = resolve_model_path(name)
+    try:
+        return auto.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        if os.path.isdir(path):
+            detail = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise QAInputError(f"{path}: {problem} in this directory ({detail})") from None
+        raise QAInputError(hub_hint(name)) from None
+
+
 @lru_cache(maxsize=8)
 def load_tokenizer(name: str):
     """A *fast* tokenizer for ``name`` (offsets and sequence ids need one); a slow one is a clear error."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        if os.path.isdir(path):
-            raise QAInputError(f"{path}: no usable tokenizer in this directory ({str(err).splitlines()[0][:200]})") from None
-        raise QAInputError(hub_hint(name)) from None
+    tok = _from_pretrained(AutoTokenizer, name, "no usable tokenizer")
     if not getattr(tok, "is_fast", False):
         raise QAInputError(
             f"tokenizer of '{name}' ({type(tok).__name__}) is not a fast tokenizer: extractive QA needs the offset "
@@ -87,13 +94,7 @@ def load_tokenizer(name: str):
 def load_config(name: str):
     from transformers import AutoConfig
 
-    path = resolve_model_path(name)
-    try:
-        return AutoConfig.from_pretrained(path)
-    except (OSError, ValueError):
-        if os.path.isdir(path):
-            raise QAInputError(f"{path}: no valid config.json in this directory") from None
-        raise QAInputError(hub_hint(name)) from None
+    return _from_pretrained(AutoConfig, name, "no valid config.json")
 
 
 def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
@@ -104,34 +105,30 @@ def build_model(model_name_or_path: str, pretrained: bool = True, attn_implement
     SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
     dropout probability of the config (hidden and attention; None keeps the model's own).
     """
-    from transformers import AutoModelForQuestionAnswering
+    from transformers import AutoModelForQuestionAnswering as Auto
 
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
     path = resolve_model_path(model_name_or_path)
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
-        config = load_config(model_name_or_path)
-        for key, value in config.to_dict().items():
-            if "dropout" in key and isinstance(value, float):
-                setattr(config, key, dropout)
-        kwargs["config"] = config
+    config = None if pretrained and dropout is None else load_config(model_name_or_path)  # None: the folder's own
+    for key, value in (config.to_dict().items() if dropout is not None else ()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, dropout)
+
+    def build(**attn):  # each try on its own copy: transformers 5 sets the attention on the config it is given
+        own = copy.deepcopy(config)
+        return Auto.from_pretrained(path, config=own, **attn) if pretrained else Auto.from_config(own, **attn)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*newly initialized.*")
         try:
             try:
-                if pretrained:
-                    model = AutoModelForQuestionAnswering.from_pretrained(path, **kwargs)
-                else:
-                    config = kwargs.pop("config", None) or load_config(model_name_or_path)
-                    model = AutoModelForQuestionAnswering.from_config(config, **kwargs)
+                model = build(attn_implementation=attn_implementation) if attn_implementation else build()
             except (ValueError, ImportError) as err:
-                if not kwargs or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
+                if not attn_implementation or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
                     raise
                 log.warning("attn_implementation=%s unsupported here (%s); using the default", attn_implementation, err)
-                config = kwargs.get("config") or load_config(model_name_or_path)
-                model = (AutoModelForQuestionAnswering.from_pretrained(path, config=config) if pretrained
-                         else AutoModelForQuestionAnswering.from_config(config))
+                model = build()
         except OSError:
             if os.path.isdir(path):
                 raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None

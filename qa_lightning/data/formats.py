@@ -11,24 +11,26 @@ from __future__ import annotations
 import csv
 import json
 import os
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import QAInputError
 
-__all__ = ["READERS", "is_local", "load_local_records"]
+__all__ = ["READERS", "is_local", "load_local_records", "jsonl_lines"]
+
+
+def jsonl_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank JSON line; a malformed line is a QAInputError naming it."""
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
 
 
 def _read_jsonl(path: str) -> list:
-    rows = []
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise QAInputError(f"{path}: malformed JSON on line {lineno}, column {err.colno}: {err.msg}") from None
-    return rows
+        return [row for _, row in jsonl_lines(fh, path)]
 
 
 def _squad_nested_to_records(data: list, path: str) -> list[dict]:
