@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from qa_lightning import SquadDataModule
+from qa_lightning.data.batching import QACollator
+from qa_lightning.data.position import TrainingPosition
 from qa_lightning.errors import QAInputError
 from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_BERT, TINY_DEV, TINY_TRAIN, needs_shared
 
@@ -168,3 +171,18 @@ def test_the_order_seed_follows_seed_everything_unless_given(cache_dir, monkeypa
     assert make_dm(cache_dir, seed=42).seed == 42  # --data.seed given: it wins
     monkeypatch.delenv("PL_GLOBAL_SEED")
     assert make_dm(cache_dir).seed == 42  # an unseeded run: the default order
+
+
+def test_the_resume_position_skips_the_batches_done_in_its_epoch_once():
+    position = TrainingPosition(identity=lambda: {})
+    assert position.state(None, 4) == {}  # outside fit nothing is saved
+    assert position.restore({"epoch": 1, "batches_done": 3, "batch_size": 4, "world_size": 2}, None) is None
+    assert position.skip(0) == 0 and position.skip(1) == 3 * 4 * 2 and position.skip(1) == 0
+
+
+def test_the_collator_of_a_tokenizer_pads_with_its_pad_token_on_its_side():
+    no_pad_left = SimpleNamespace(pad_token_id=None, padding_side="left")
+    batch = QACollator.for_tokenizer(no_pad_left, pad_to_multiple_of=4)([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}])
+    assert batch["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 0, 5]] and batch["pad_left"].tolist() == [1, 3]
+    right = QACollator.for_tokenizer(SimpleNamespace(pad_token_id=9, padding_side="right"), pad_to_length=3)
+    assert right([{"input_ids": [5]}])["input_ids"].tolist() == [[5, 9, 9]]

@@ -47,7 +47,8 @@ class SplitStore:
         """The file (or hub dataset) a split is read from; test and predict default to the validation data."""
         hp = self.hp
         files = {"train": hp["train_file"], "validation": hp["validation_file"],
-                 "test": hp["test_file"] or hp["validation_file"], "predict": hp["predict_file"] or hp["validation_file"]}
+                 "test": hp["test_file"] or hp["validation_file"],
+                 "predict": hp["predict_file"] or hp["validation_file"]}
         return files[split] or hp["dataset_name"]
 
     def _max_samples(self, split: str):
