@@ -1,8 +1,4 @@
 """The model card (``README.md``) of an export: YAML front matter the Hugging Face Hub reads, and a readable body.
-
-    from qa_lightning.card import render_card
-    text = render_card(json.load(open("export/qa_lightning.json")), "export")
-
 The front matter's ``model-index`` carries the latest exact match and F1 (the Hub shows them). Pure Python + PyYAML.
 """
 

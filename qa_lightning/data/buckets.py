@@ -1,8 +1,4 @@
 """Length buckets: a fixed, short list of padded lengths, so that a run sees a handful of batch shapes (pure numpy).
-
-    buckets = resolve_buckets("auto", train_lengths, max_length=384, multiple=8)   # e.g. [128, 168, 216, 384]
-    QACollator(pad_token_id=0, buckets=buckets)    # each batch padded to the smallest bucket >= its longest feature
-
 Compiled steps and CUDA graphs are specialised to one shape each: a multiple of 8 gives up to 48 shapes at 384
 tokens, a few buckets a few. The largest bucket always holds ``max_length``.
 """
@@ -27,11 +23,8 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def parse_bucket_spec(spec: BucketSpec, max_length: int) -> Union[int, list[int], None]:
-    """``None`` -> None; ``"auto"`` / ``"auto:N"`` -> N (bucket count); a list -> the sorted explicit buckets.
-
-    Raises ValueError (with the reason) for anything else, or an explicit list whose largest bucket is below
-    ``max_length`` (longer features would have no bucket).
-    """
+    """``None`` -> None; ``"auto"`` / ``"auto:N"`` -> N (bucket count); a list -> the sorted explicit buckets;
+    anything else, or a list whose largest bucket is below ``max_length``, is a ValueError saying why."""
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -64,11 +57,8 @@ def padding_cost(lengths: np.ndarray, buckets: Sequence[int]) -> int:
 
 
 def auto_buckets(lengths: np.ndarray, n: int, max_length: int, multiple: int = 8) -> list[int]:
-    """The ``n`` buckets (multiples of ``multiple``, the last one covering ``max_length``) with the least padding.
-
-    Exact for the per-feature padding cost: a dynamic programme over the candidate boundaries (at most
-    ``max_length / multiple`` of them), O(n * C^2).
-    """
+    """The ``n`` buckets (multiples of ``multiple``, the last one covering ``max_length``) with the least padding:
+    exact, a dynamic programme over the C <= ``max_length / multiple`` candidate lengths, O(n * C^2)."""
     multiple = max(1, int(multiple))
     top = _round_up(max(max_length, int(np.max(lengths, initial=1))), multiple)
     cands = np.arange(multiple, top + 1, multiple, dtype=np.int64)  # (C,) possible bucket lengths

@@ -1,10 +1,4 @@
 """The feature cache: a fingerprint of everything that changes the features, and atomic save/load of one split.
-
-    path = os.path.join(root, f"validation-{fingerprint(src, None, tok, keys)}")
-    save_split(path, examples, features, "dev.json: 10570 examples -> 10822 features")
-    status = ensure_split(path, build)                 # "hit" (verified) or "built" (missing or damaged: rebuilt)
-    examples, features, report = load_split_cache(path, rebuild=build)
-
 A split is a folder ``examples/`` + ``features/`` (``datasets.save_to_disk``) + ``report.txt`` + ``manifest.json``
 (every file's size and SHA-256, of the first and last MiB for large ones), written aside and renamed into place.
 """
@@ -38,7 +32,7 @@ def tokenizer_fingerprint(tok) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprint(source: str, config_name: Optional[str], tokenizer: Any, keys: dict) -> str:
+def fingerprint(source: str, config_name: str | None, tokenizer: Any, keys: dict) -> str:
     """16 hex digits naming a split's features: source file bytes (or hub name), tokenizer, settings, version."""
     h = hashlib.sha256()
     if os.path.isfile(source):
@@ -104,7 +98,7 @@ def _scan(root: str) -> dict:
     return out
 
 
-def verify_split(path: str) -> Optional[str]:
+def verify_split(path: str) -> str | None:
     """None if the cache at ``path`` matches its manifest, else what is wrong (one phrase)."""
     try:
         with open(os.path.join(path, MANIFEST)) as fh:

@@ -1,21 +1,15 @@
 """SquadDataModule: the Lightning hooks over the data wing (splits built and cached, loaders, resume position).
-
-    dm = SquadDataModule(model_name_or_path="bert-base-cased",
-                         train_file="train.json", validation_file="dev.json")
-    dm.prepare_data(); dm.setup("fit")
-    dm.features["train"], dm.features["validation"], dm.examples["validation"]   # datasets.Dataset per split
-
 Under DDP ``prepare_data`` (one process per node) builds the feature cache and ``setup`` loads it on every rank.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Optional, Union
+from typing import Iterable, Optional, Union
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from ..evaluation.evalset import EvalSet, build_eval_set
 from ..hf import load_tokenizer
@@ -105,7 +99,6 @@ class SquadDataModule(L.LightningDataModule):
         check_options(max_length, stride, length_buckets, batch_size, dict(
             train_file=train_file, validation_file=validation_file, test_file=test_file, predict_file=predict_file))
         self.save_hyperparameters()
-        self.max_length, self.stride = max_length, stride
         self.batch_size = batch_size
         self.seed = seed if seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 42))
         evaluation = evaluation_settings(self.hparams)  # the rules the inference settings of a checkpoint use too
@@ -126,7 +119,6 @@ class SquadDataModule(L.LightningDataModule):
     def tokenizer(self):
         return load_tokenizer(self.hparams.model_name_or_path)
 
-    # ---------------------------------------------------------------------------------------- the splits
     def prepare_data(self) -> None:
         """Build every split the coming stage needs (runs on one process per node)."""
         stage = self.trainer.state.fn if self.trainer is not None else None
@@ -146,28 +138,27 @@ class SquadDataModule(L.LightningDataModule):
             raise RuntimeError(f"split {split!r} is not set up; call setup() first")
         if split not in self._eval_sets:
             self._eval_sets[split] = build_eval_set(self.examples[split], self.features[split],
-                                                    cls_token_id(self.tokenizer), self.max_length,
+                                                    cls_token_id(self.tokenizer), self.hparams.max_length,
                                                     self.version_2_with_negative)
         return self._eval_sets[split]
 
-    # ------------------------------------------------------------------------------------------ loaders
     def length_buckets(self) -> Optional[list[int]]:
         """The padded lengths batches use (None: no buckets); "auto" reads the training split's lengths (once)."""
-        spec = self.hparams.length_buckets
-        if spec is None or self.hparams.pad_to_max_length:
+        hp = self.hparams
+        if hp.length_buckets is None or hp.pad_to_max_length:
             return None
         if self._buckets is None:
             ds = next((self.features[s] for s in SPLITS if s in self.features), None)
-            self._buckets, note = buckets_for(spec, ds, self.max_length, self.hparams.pad_to_multiple_of)
+            self._buckets, note = buckets_for(hp.length_buckets, ds, hp.max_length, hp.pad_to_multiple_of)
             rank_zero_info(note)
         return self._buckets
 
     def collator(self) -> QACollator:
         return QACollator.for_tokenizer(self.tokenizer, self.hparams.pad_to_multiple_of,
-                                        self.max_length if self.hparams.pad_to_max_length else None,
+                                        self.hparams.max_length if self.hparams.pad_to_max_length else None,
                                         self.length_buckets())
 
-    def _loader(self, split: str, batch_size: int, sampler: Sampler) -> DataLoader:
+    def _loader(self, split: str, batch_size: int, sampler: Iterable[int]) -> DataLoader:
         return make_loader(self.features[split], self.tokenizer, batch_size, sampler, self.collator(),
                            self.hparams.num_workers, self.seed)
 
@@ -186,7 +177,6 @@ class SquadDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", self.eval_batch_size, eval_sampler(self.features["predict"]))
 
-    # --------------------------------------------------------------------------------- mid-epoch resume
     def _identity(self) -> dict:
         return position_identity(os.path.basename(self.splits.path("train")), {**self.hparams, "seed": self.seed})
 

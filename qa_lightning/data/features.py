@@ -1,8 +1,4 @@
 """Examples -> model features for extractive QA: the reference recipe's preprocessing, label for label (pure).
-
-    from qa_lightning.data.features import prepare_train_features
-    feats = prepare_train_features({"question": [...], "context": [...], "answers": [...]}, tok, 384, 128)
-
 The functions take and return a batch of columns, as ``Dataset.map(batched=True)`` hands them over. Features are
 stored unpadded (the collator pads each batch). Tokenizers that pad on the left (XLNet) get the context first, and
 the CLS index is read from each feature rather than assumed to be 0.
@@ -158,18 +154,8 @@ def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
 
 def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
                            pad_to_max_length: bool = False) -> dict:
-    """Training features with ``start_positions``/``end_positions`` by the reference rule.
-
-    Args:
-        examples: columns ``question``, ``context`` and ``answers`` (``{"text": [...], "answer_start": [...]}``,
-            the first answer is the label). An example with no answer (SQuAD v2) is labelled (CLS, CLS).
-        tokenizer: a fast tokenizer (offsets are needed).
-        max_length: tokens per window.
-        stride: overlapping tokens between consecutive windows.
-        pad_to_max_length: pad every feature to ``max_length`` as the reference does (off: the collator pads).
-    Returns:
-        the tokenizer's model inputs plus ``start_positions`` and ``end_positions``.
-    """
+    """The model inputs of ``examples`` (columns ``question``, ``context``, ``answers``) plus ``start_positions`` and
+    ``end_positions`` by the reference rule: the first answer is the label; no answer (SQuAD v2): (CLS, CLS)."""
     enc, ctx_id, sample_map, offset_mapping = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length)
     answers = examples["answers"]
     cls_at = cls_positions(enc["input_ids"], cls_token_id(tokenizer))  # (F,)
@@ -177,37 +163,24 @@ def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384
     for i, offsets in enumerate(offset_mapping):
         answer = answers[sample_map[i]]
         cls = int(cls_at[i])
-        if not answer["answer_start"]:  # unanswerable (SQuAD v2)
-            starts.append(cls)
-            ends.append(cls)
-            continue
-        start_char = answer["answer_start"][0]
-        end_char = start_char + len(answer["text"][0])
-        c0, c1 = _context_bounds(enc.sequence_ids(i), ctx_id)
-        s, e = label_window(offsets, c0, c1, start_char, end_char, cls)
+        s, e = cls, cls  # unanswerable (SQuAD v2)
+        if answer["answer_start"]:
+            start_char = answer["answer_start"][0]
+            c0, c1 = _context_bounds(enc.sequence_ids(i), ctx_id)
+            s, e = label_window(offsets, c0, c1, start_char, start_char + len(answer["text"][0]), cls)
         starts.append(s)
         ends.append(e)
-    out = dict(enc)
-    out["start_positions"] = starts
-    out["end_positions"] = ends
-    return out
+    return {**enc, "start_positions": starts, "end_positions": ends}
 
 
 def prepare_validation_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
                                 pad_to_max_length: bool = False) -> dict:
-    """Evaluation features: model inputs, ``example_id`` and ``offset_mapping`` (None outside the context).
-
-    Args: as :func:`prepare_train_features`, with the column ``id`` instead of ``answers``.
-    """
+    """Evaluation features: model inputs, ``example_id`` and ``offset_mapping`` (None outside the context); as
+    :func:`prepare_train_features`, with the column ``id`` instead of ``answers``."""
     enc, ctx_id, sample_map, offset_mapping = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length)
-    ids = examples["id"]
-    out = dict(enc)
-    out["example_id"] = [ids[s] for s in sample_map]
-    out["offset_mapping"] = [
-        [o if sid == ctx_id else None for sid, o in zip(enc.sequence_ids(i), offsets)]
-        for i, offsets in enumerate(offset_mapping)
-    ]
-    return out
+    offsets = [[o if sid == ctx_id else None for sid, o in zip(enc.sequence_ids(i), window)]
+               for i, window in enumerate(offset_mapping)]
+    return {**enc, "example_id": [examples["id"][s] for s in sample_map], "offset_mapping": offsets}
 
 
 def tokenize_split(examples, split: str, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool = False,

@@ -1,10 +1,5 @@
-"""Local QA file formats: each reader turns one file into raw records (dicts), errors naming file and line.
-
-    from qa_lightning.data.formats import load_local_records
-    rows = load_local_records("dev-v1.1.json")   # official nested SQuAD JSON, flattened
-
-A new format is one reader function and one entry in ``READERS``; ``sources.py`` validates the records.
-"""
+"""Local QA file formats: each reader turns one file into raw records (dicts), errors naming file and line;
+``sources.py`` validates the records."""
 
 from __future__ import annotations
 

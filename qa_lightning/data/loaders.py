@@ -1,43 +1,34 @@
 """DataLoaders for QA features: the model's columns, the training order (resumable, DDP-sharded), length-sorted
-evaluation, worker processes (torch only).
-
-    loader = make_loader(features, tokenizer, 32, eval_sampler(features), QACollator.for_tokenizer(tokenizer))
-"""
+evaluation, worker processes (torch only)."""
 
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .batching import QACollator
 from .buckets import feature_lengths
-from .samplers import EpochSampler, LengthGroupedSampler, OrderSampler, ShardedSampler, sorted_by_length
+from .samplers import EpochSampler, LengthGroupedSampler, ShardedSampler, sorted_by_length
 
-__all__ = ["default_num_workers", "model_columns", "make_loader", "train_sampler", "eval_sampler"]
-
-LABEL_COLUMNS = ("start_positions", "end_positions")
-
-
-def default_num_workers(requested: Optional[int]) -> int:
-    """Loader worker processes: as requested, else 4 on GPU machines (capped by the CPU count), 0 on CPU-only ones
-    (there the main process collates faster than it can hand batches over to workers)."""
-    if requested is not None:
-        return requested
-    return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
+__all__ = ["model_columns", "make_loader", "train_sampler", "eval_sampler"]
 
 
 def model_columns(features, tokenizer) -> list[str]:
     """The columns a batch carries: the tokenizer's model inputs, the labels and ``feature_index``."""
     inputs = [c for c in tokenizer.model_input_names if c in features.column_names]
-    return inputs + [c for c in (*LABEL_COLUMNS, "feature_index") if c in features.column_names]
+    return inputs + [c for c in ("start_positions", "end_positions", "feature_index") if c in features.column_names]
 
 
-def make_loader(features, tokenizer, batch_size: int, sampler: Sampler, collator: QACollator,
+def make_loader(features, tokenizer, batch_size: int, sampler: Iterable[int], collator: QACollator,
                 num_workers: Optional[int] = None, seed: int = 0) -> DataLoader:
-    workers = default_num_workers(num_workers)
+    """``num_workers`` None: 4 on GPU machines (capped by the CPU count), 0 on CPU-only ones (there the main process
+    collates faster than it can hand batches over to workers)."""
+    workers = num_workers
+    if workers is None:
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
     return DataLoader(
         features.select_columns(model_columns(features, tokenizer)), batch_size=batch_size, sampler=sampler,
         collate_fn=collator, num_workers=workers, pin_memory=torch.cuda.is_available(),
@@ -53,9 +44,12 @@ def train_sampler(features, batch_size: int, group_by_length: bool, seed: int, e
         sampler = LengthGroupedSampler(feature_lengths(features), batch_size, **common)
     else:
         sampler = EpochSampler(len(features), **common)
-    return ShardedSampler.of(sampler, trainer)
+    if trainer is None or trainer.world_size <= 1:
+        return sampler
+    return ShardedSampler(sampler, trainer.world_size, trainer.global_rank)
 
 
-def eval_sampler(features) -> OrderSampler:
-    """Longest first, so that batches waste no padding (the gather puts predictions back in dataset order)."""
-    return OrderSampler(sorted_by_length(feature_lengths(features)))
+def eval_sampler(features) -> list[int]:
+    """Longest first, so that batches waste no padding (the gather puts predictions back in dataset order); a list
+    of indices is a sampler to ``DataLoader``."""
+    return sorted_by_length(feature_lengths(features)).tolist()

@@ -1,9 +1,5 @@
-"""Where training stands in its epoch: saved in every checkpoint, and the samples a resumed epoch skips.
-
-    position = TrainingPosition(identity=lambda: position_identity(cache_name, settings))
-    state = position.state(trainer, batch_size)      # the data module's state_dict
-    note = position.restore(state, trainer)          # its load_state_dict; then skip(epoch) once
-"""
+"""Where training stands in its epoch: saved in every checkpoint (the data module's ``state_dict``), restored by
+its ``load_state_dict``, and the samples a resumed epoch skips."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
 """Samplers: resumable epoch orders, length-grouped training batches, length-sorted evaluation (torch only).
-
-    sampler = LengthGroupedSampler(lengths, batch_size=32, seed=0, epoch_fn=lambda: trainer.current_epoch)
-    sampler = ShardedSampler(sampler, num_replicas=world_size, rank=rank)   # DDP: each rank's share, resumable
-
 Every training order depends only on ``(seed, epoch)``, so that a run resumed mid-epoch sees exactly the batches an
 uninterrupted run would have seen (``skip_fn`` says how many samples of the epoch were already consumed).
 """
@@ -15,20 +11,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 from torch.utils.data import DistributedSampler, Sampler
 
-__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "OrderSampler", "sorted_by_length"]
-
-
-class OrderSampler(Sampler[int]):
-    """Yields a fixed index order (length-sorted evaluation; the gather puts features back in dataset order)."""
-
-    def __init__(self, order: np.ndarray):
-        self.order = np.asarray(order).tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
+__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "sorted_by_length"]
 
 
 def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
@@ -103,13 +86,6 @@ class ShardedSampler(DistributedSampler):
         super().__init__(range(len(inner)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
                          drop_last=False)
         self.inner = inner
-
-    @classmethod
-    def of(cls, inner: EpochSampler, trainer) -> Sampler:
-        """``inner`` itself in one process; under DDP (``trainer.world_size > 1``) this rank's share of it."""
-        if trainer is None or trainer.world_size <= 1:
-            return inner
-        return cls(inner, trainer.world_size, trainer.global_rank)
 
     def __iter__(self) -> Iterator[int]:
         self.epoch = self.inner.current_epoch()  # also right before Lightning's set_epoch of a resumed epoch

@@ -1,8 +1,4 @@
 """Raw QA examples from local files or the Hugging Face hub, validated, as a flat ``datasets.Dataset``.
-
-    from qa_lightning.data.sources import load_split
-    ds, report = load_split(path_or_name="dev-v1.1.json", split="validation")
-
 Every source ends up with the hub ``squad`` columns ``id, title, context, question, answers`` (``answers``:
 ``{"text": [...], "answer_start": [...]}``). Bad input is a ``QAInputError`` naming the file and row; training
 rows that are safe to skip are counted in the report, and evaluation rows are never dropped.
@@ -139,14 +135,9 @@ def _placed_answers(answers: dict, context: str, report: LoadReport, training: b
 
 def normalise_records(rows: Iterable[dict], source: str, split: str,
                       cols: ColumnNames = ColumnNames()) -> tuple[list[dict], LoadReport]:
-    """Validate rows and bring them to the standard columns; repair or count bad answers.
-
-    Args:
-        rows: raw records (from :func:`load_local_records` or a hub dataset).
-        source: file or dataset name for messages.
-        split: "train" needs an answer column and skips examples whose answer cannot be placed; other splits keep
-            every example.
-    """
+    """Validate raw rows (``source``: the file or dataset named in messages) and bring them to the standard columns.
+    ``split`` "train" needs an answer column and skips examples whose answer cannot be placed; other splits keep every
+    example."""
     report = LoadReport(source=source)
     training = split == "train"
     out, seen = [], {}
@@ -215,17 +206,9 @@ def _load_hub(name: str, config: str | None, split: str):
 
 def load_split(path_or_name: str, split: str, config: str | None = None, cols: ColumnNames = ColumnNames(),
                max_samples: int | None = None, version_2_with_negative: bool | None = None):
-    """Load one split from a local file or a hub dataset, validated; returns ``(datasets.Dataset, LoadReport)``.
-
-    Args:
-        path_or_name: a local file path, or a hub dataset name such as ``squad``.
-        split: "train", "validation", "test" or "predict" (hub split names for hub datasets).
-        config: hub dataset configuration name.
-        cols: column names in the source.
-        max_samples: keep only the first N examples (quick runs).
-        version_2_with_negative: the run's SQuAD v2 setting; False refuses questions with an empty answer list
-            (:func:`check_unanswerable`) except in the "predict" split, where answers do not matter. None: no check.
-    """
+    """One split of a local file or a hub dataset (``config``: its configuration), validated, its first
+    ``max_samples`` examples; returns ``(datasets.Dataset, LoadReport)``. ``version_2_with_negative`` False refuses
+    questions with an empty answer list (:func:`check_unanswerable`) except in "predict"; None: no check."""
     if is_local(path_or_name):
         rows = load_local_records(path_or_name)
     else:

@@ -1,16 +1,10 @@
 """The splits of one data configuration: where each comes from, its cache folder, built once and loaded.
-
-    store = SplitStore(dm.hparams, ColumnNames(), version_2_with_negative=False, cache_root="/tmp/cache")
-    store.ensure("train")                               # builds unless a verified cache holds the features
-    examples, features, report = store.load("train")    # datasets.Dataset, datasets.Dataset, one line
-
 A split's cache folder is named by a fingerprint of everything that changes its features (source file bytes,
 tokenizer, window sizes, code version), so a second run, or another rank, loads instead of tokenizing.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Mapping
 
@@ -21,8 +15,6 @@ from .features import tokenize_split
 from .sources import ColumnNames, load_split
 
 __all__ = ["SplitStore"]
-
-log = logging.getLogger(__name__)
 
 
 class SplitStore:
@@ -87,4 +79,3 @@ class SplitStore:
                                   hp["stride"], hp["pad_to_max_length"], hp["preprocessing_num_workers"])
         save_split(path, examples, features, f"{report.summary(with_source=False)} -> {len(features)} features")
         self.status[split] = "built"
-        log.info("%s -> %d features (cached at %s)", report.summary(), len(features), path)
