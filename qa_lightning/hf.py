@@ -88,12 +88,10 @@ def load_tokenizer(name: str):
 
 def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
                 dropout: Optional[float] = None):
-    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
-
-    ``pretrained=False`` initialises randomly from the config (shape/speed work, the debug config).
-    SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
-    dropout probability of the config (hidden and attention; None keeps the model's own).
-    """
+    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode;
+    ``pretrained=False``: random weights from the config (the debug config). ``attn_implementation`` falls back to
+    the default, with a warning, where the architecture lacks it; ``dropout`` overrides every dropout probability
+    of the config (None keeps the model's own)."""
     from transformers import AutoConfig
     from transformers import AutoModelForQuestionAnswering as Auto
 

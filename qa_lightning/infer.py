@@ -105,9 +105,8 @@ class QAModel:
     Args:
         model: an ``AutoModelForQuestionAnswering`` model.
         tokenizer: its fast tokenizer.
-        settings: ``max_length``, ``stride``, ``n_best``, ``max_answer_length``, ``version_2_with_negative``,
-            ``null_score_diff_threshold``, ``batch_size``, ``pad_to_multiple_of``, ``pad_to_max_length`` (missing
-            keys: the constructors' defaults of the module and data module).
+        settings: windowing and decoding settings (``export.SETTINGS``; missing keys: the constructors' defaults of
+            the module and data module).
         device: "cpu", "cuda", ... (None: CUDA when available, else CPU).
     """
 

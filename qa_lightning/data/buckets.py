@@ -6,12 +6,12 @@ tokens, a few buckets a few. The largest bucket always holds ``max_length``.
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "resolve_buckets", "parse_bucket_spec",
-           "feature_lengths", "buckets_for"]
+__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "parse_bucket_spec", "feature_lengths",
+           "buckets_for"]
 
 DEFAULT_AUTO_BUCKETS = 4
 
@@ -91,17 +91,6 @@ def auto_buckets(lengths: np.ndarray, n: int, max_length: int, multiple: int = 8
     return sorted(chosen)
 
 
-def resolve_buckets(spec: BucketSpec, lengths: Optional[np.ndarray], max_length: int,
-                    multiple: int = 8) -> Optional[list[int]]:
-    """The bucket list for ``spec`` (see ``parse_bucket_spec``); ``auto`` needs the feature ``lengths``."""
-    parsed = parse_bucket_spec(spec, max_length)
-    if parsed is None or isinstance(parsed, list):
-        return parsed
-    if lengths is None or len(lengths) == 0:
-        return [_round_up(max_length, max(1, multiple))]
-    return auto_buckets(lengths, parsed, max_length, multiple)
-
-
 def feature_lengths(features) -> np.ndarray:
     """(F,) token count of every feature, read from the Arrow offsets of ``input_ids`` (no Python rows)."""
     import pyarrow.compute as pc
@@ -110,12 +99,18 @@ def feature_lengths(features) -> np.ndarray:
 
 
 def buckets_for(spec: BucketSpec, features, max_length: int, multiple: int = 8) -> tuple[list[int], str]:
-    """Resolve ``spec`` against the lengths of ``features`` (a ``datasets.Dataset`` or None); returns the buckets
-    and one line for the log: the padding they add per feature."""
-    lengths = feature_lengths(features) if features is not None else None
-    buckets = resolve_buckets(spec, lengths, max_length, multiple)
-    if lengths is None or not len(lengths):
-        return buckets, f"length buckets {list(buckets)}"
+    """The buckets of ``spec`` (not None, see ``parse_bucket_spec``), "auto" chosen from the lengths of ``features``
+    (a ``datasets.Dataset``; None: ``max_length`` alone), and one line for the log: the padding they add."""
+    parsed = parse_bucket_spec(spec, max_length)
+    lengths = feature_lengths(features) if features is not None else np.zeros(0, dtype=np.int64)
+    if isinstance(parsed, list):
+        buckets = parsed
+    elif len(lengths):
+        buckets = auto_buckets(lengths, parsed, max_length, multiple)
+    else:
+        buckets = [_round_up(max_length, max(1, multiple))]
+    if not len(lengths):
+        return buckets, f"length buckets {buckets}"
     added = padding_cost(lengths, buckets) / len(lengths)
-    return buckets, (f"length buckets {list(buckets)}: {added:.1f} padding tokens per feature "
+    return buckets, (f"length buckets {buckets}: {added:.1f} padding tokens per feature "
                      f"(features average {lengths.mean():.1f} tokens)")

@@ -15,6 +15,7 @@ from .formats import is_local, load_local_records
 
 __all__ = ["ColumnNames", "LoadReport", "load_split", "normalise_records", "check_unanswerable", "to_dataset"]
 
+
 @dataclass(frozen=True)
 class ColumnNames:
     """Where the fields live in the user's data (defaults: SQuAD's names)."""
@@ -53,7 +54,6 @@ class LoadReport:
         return ", ".join(parts)
 
 
-# ------------------------------------------------------------------------------------------------ validation
 def _flat_answers(raw: Any, where: str, path: str, cols: ColumnNames) -> dict:
     """Accept {text: [...], answer_start: [...]}, a list of {text, answer_start}, or a JSON string of either."""
     if raw is None or raw == "":
@@ -185,8 +185,7 @@ def to_dataset(records: list[dict]):
         "answers": {"text": datasets.Sequence(datasets.Value("string")),
                     "answer_start": datasets.Sequence(datasets.Value("int32"))},
     })
-    columns = {k: [r[k] for r in records] for k in features}
-    return datasets.Dataset.from_dict(columns, features=features)
+    return datasets.Dataset.from_list(records, features=features)
 
 
 def _load_hub(name: str, config: str | None, split: str):
