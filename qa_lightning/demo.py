@@ -101,8 +101,8 @@ def run_ask_example(cmd: list[str], gold: list[str]) -> None:
     print("Ask it a held-out question (the command runs as printed, from this directory):")
     print("  " + " ".join(shlex.quote(c) for c in cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)  # the user's environment, nothing added
-    out = proc.stdout.strip() or proc.stderr.strip().splitlines()[-1:]
-    print("\n".join("  " + line for line in (out.splitlines() if isinstance(out, str) else out)))
+    lines = proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines()[-1:]  # its answer, or its error
+    print("\n".join("  " + line for line in lines))
     print(f"  (gold answers: {' | '.join(dict.fromkeys(gold))})")
 
 

@@ -28,8 +28,7 @@ RUN_KEY = "qa_lightning_run"  # what ExportCallback stores in every checkpoint: 
 SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "version_2_with_negative",
             "null_score_diff_threshold", "batch_size", "pad_to_multiple_of", "pad_to_max_length")
 # The hyper-parameters (of the module and the data module) they come from.
-_HPARAMS = ("n_best", "max_answer_length", "null_score_diff_threshold", "max_length", "stride", "pad_to_max_length",
-            "pad_to_multiple_of", "batch_size", "eval_batch_size", "version_2_with_negative", "dataset_name")
+_HPARAMS = (*SETTINGS, "eval_batch_size", "dataset_name")
 
 
 def inference_settings(module_hp: dict, data_hp: dict) -> dict:
