@@ -21,11 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def env_defaults(offline: bool = False) -> None:
-    """The one place environment defaults are set (a user's own settings always win).
-
-    Tokenizers' Rust thread pool is turned off because data loader workers fork after the tokenizer ran (the
-    features are built with ``datasets.map`` in the main process). ``offline``: no hub requests (demo, tests).
-    """
+    """The one place environment defaults are set (a user's own settings always win): tokenizers' Rust thread
+    pool off, as loader workers fork after the tokenizer ran; ``offline``: no hub requests (demo, tests)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if offline:
         for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -92,17 +92,6 @@ def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_
     return enc, (0 if context_first else 1), enc.pop("overflow_to_sample_mapping"), enc.pop("offset_mapping")
 
 
-def _context_bounds(sequence_ids: Sequence, context_id: int) -> tuple[int, int]:
-    """First and last token index of the context in one window (the recipe's two while loops)."""
-    idx = 0
-    while sequence_ids[idx] != context_id:
-        idx += 1
-    start = idx
-    while idx < len(sequence_ids) and sequence_ids[idx] == context_id:
-        idx += 1
-    return start, idx - 1
-
-
 def label_window(offsets: Sequence, context_start: int, context_end: int, start_char: int, end_char: int,
                  cls_index: int) -> tuple[int, int]:
     """Token (start, end) of the answer [start_char, end_char) in one window, or (cls, cls) if not wholly inside.
@@ -166,7 +155,8 @@ def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384
         s, e = cls, cls  # unanswerable (SQuAD v2)
         if answer["answer_start"]:
             start_char = answer["answer_start"][0]
-            c0, c1 = _context_bounds(enc.sequence_ids(i), ctx_id)
+            seq = enc.sequence_ids(i)  # the context's tokens are one run: its first and last token
+            c0, c1 = seq.index(ctx_id), len(seq) - 1 - seq[::-1].index(ctx_id)
             s, e = label_window(offsets, c0, c1, start_char, start_char + len(answer["text"][0]), cls)
         starts.append(s)
         ends.append(e)
