@@ -24,7 +24,7 @@ def bench_eval(a, plan, rows: list, details: list, state: dict) -> None:
     cli, _, e2e = run_fit(a, ours_name, pretrained, plan.flag(plan.ours), "eval", options, tuple(shlex.split(a.ours_args)),
                           callbacks=("bench.ours.EvalClock",), subcommand="validate")
     seconds = next(cb for cb in cli.trainer.callbacks if isinstance(cb, EvalClock)).seconds
-    n = len(cli.datamodule.val_dataset)
+    n = len(cli.datamodule.features["validation"])
     state["eval_s"], state["eval_features"] = seconds, n
     rows.append(dict(stage=f"eval: {n} features, batch {cli.datamodule.eval_batch_size}, {plan.ours}",
                      pipeline="ours: `python -m qa_lightning validate` (forward + decode + EM/F1 + files)",

@@ -81,14 +81,16 @@ def _plain(a, path: str, dm, n: int) -> dict:
 
 def _trainer(a, path: str, dm, n: int) -> dict:
     """transformers.Trainer on the same batches: the loader's epoch-0 order, read in order, our collator."""
+    from qa_lightning.data.loaders import model_columns
     from qa_lightning.hf import load_tokenizer
 
     sampler = dm.train_dataloader().sampler
     order = sampler.indices(0)[: n * dm.batch_size]
-    feats = dm.train_dataset.select(order).select_columns(dm._model_columns(dm.train_dataset))
+    train = dm.features["train"]
+    feats = train.select(order).select_columns(model_columns(train, dm.tokenizer))
     clock = peer_clock(a.device == "cuda")
     trainer, counter = peer_trainer(a, peer_model(path, False, a.seed), load_tokenizer(path), feats, "fp32",
-                                    callbacks=[clock], inner_collator=dm._collator(), in_order=True,
+                                    callbacks=[clock], inner_collator=dm.collator(), in_order=True,
                                     per_device_train_batch_size=dm.batch_size, max_steps=n)
     trainer.train()
     return summarize(clock.starts, counter.real, counter.padded, dm.batch_size, a.warmup_steps)

@@ -56,8 +56,8 @@ def _run_ours(a, prec: str | None, ours_name: str, pretrained: bool, name: str) 
                                            speed_options(warmup + a.ours_steps + 1), tuple(shlex.split(a.ours_args)))
     res.update(summarize(clock.starts, clock.real, clock.padded, a.batch_size, warmup))
     res["dropout_off"], res["warmup"] = clock.dropout_off, warmup
-    res["lengths"] = pc.list_value_length(cli.datamodule.train_dataset.data.column("input_ids")).to_numpy()
-    res["features"] = len(cli.datamodule.train_dataset)
+    res["lengths"] = pc.list_value_length(cli.datamodule.features["train"].data.column("input_ids")).to_numpy()
+    res["features"] = len(cli.datamodule.features["train"])
     del cli
     gc.collect()
     if cuda:

@@ -4,13 +4,8 @@
         --question "Who wrote it?" --context "..."              # or --context-file FILE; --top-k 3
     python -m qa_lightning ask --model DIR < questions.jsonl > answers.jsonl
 
-One question prints the answer, its score and its character position in the context. Without ``--question`` it
-reads JSON lines ``{"id", "question", "context"}`` from stdin and writes ``{"id", "answer", "start", "end",
-"score"}`` lines to stdout, in order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models).
-``--model`` is an export folder (``<run folder>/export``) or a ``.ckpt`` of ``fit``; the windowing and decoding
-settings default to the ones the model was trained and evaluated with. Mistakes end with one ``error:`` line and
-exit status 2 (``__main__.py`` runs it inside ``errors.user_errors``). The work is done by
-:class:`qa_lightning.infer.QAModel`; Lightning is not imported for a folder.
+JSON lines ``{"id", "question", "context"}`` in give ``{"id", "answer", "start", "end", "score"}`` lines out, in
+order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models). The work is ``infer.QAModel``'s.
 """
 
 from __future__ import annotations
@@ -26,6 +21,7 @@ __all__ = ["run", "read_jsonl"]
 
 # Flags that override a recorded QAModel setting (--max-length -> max_length; --null-threshold: the v2 threshold)
 _INT_SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "batch_size")
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="python -m qa_lightning ask", description=__doc__.splitlines()[0],
@@ -46,16 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def read_jsonl(lines, source: str = "stdin") -> list[dict]:
     """Parse JSON lines into records; a bad line is a :class:`QAInputError` naming its number."""
+    from .data.formats import jsonl_lines
     from .infer import check_record
 
     records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
+    for n, rec in jsonl_lines(lines, source):
         check_record(rec, f"{source} line {n}")  # what QAModel checks in every record
         # ids are strings everywhere (as predict's): a missing id is the line number, as text
         rec["id"] = str(rec["id"]) if rec.get("id") not in (None, "") else str(n)

@@ -1,12 +1,5 @@
 """The model card (``README.md``) of an export: YAML front matter the Hugging Face Hub reads, and a readable body.
-
-    from qa_lightning.card import render_card
-    text = render_card(json.load(open("export/qa_lightning.json")), "export")
-
-The front matter carries ``pipeline_tag``, tags, the base model when it is a hub id, and a ``model-index`` with the
-latest SQuAD exact match and F1 and their split (``huggingface_hub.ModelCard`` parses it; the Hub shows the
-scores). The body lists the base model, data files and sizes, the hyper-parameters actually used, training time and
-hardware, the windowing/decoding settings, framework versions and how to use the model. Pure Python + PyYAML.
+The front matter's ``model-index`` carries the latest exact match and F1 (the Hub shows them). Pure Python + PyYAML.
 """
 
 from __future__ import annotations
@@ -89,17 +82,16 @@ def _results(meta: dict) -> list[str]:
 
 
 def _usage(meta: dict, folder: str) -> list[str]:
-    where = folder
-    lines = ["```bash", f'python -m qa_lightning ask --model {where} --question "Who wrote it?" --context "..."',
-             f"python -m qa_lightning ask --model {where} < questions.jsonl   # {{\"id\", \"question\", \"context\"}} "
+    lines = ["```bash", f'python -m qa_lightning ask --model {folder} --question "Who wrote it?" --context "..."',
+             f"python -m qa_lightning ask --model {folder} < questions.jsonl   # {{\"id\", \"question\", \"context\"}} "
              "per line", "```", "", "```python", "from qa_lightning.infer import QAModel", "",
-             f'qa = QAModel.from_pretrained("{where}")   # the settings below are its defaults',
+             f'qa = QAModel.from_pretrained("{folder}")   # the settings below are its defaults',
              'best = qa.answer("Who wrote it?", context)  # .text, .start, .end (characters), .score', "```"]
     if meta.get("hub_model_id"):
         lines += ["", "From the Hub, download the folder first: `huggingface_hub.snapshot_download("
-                      f"\"{meta['hub_model_id']}\", local_dir=\"{where}\")`."]
-    lines += ["", f"With plain transformers: `AutoModelForQuestionAnswering.from_pretrained(\"{where}\")` and "
-                  f"`AutoTokenizer.from_pretrained(\"{where}\")`; decode with the settings below to get the same answers."]
+                      f"\"{meta['hub_model_id']}\", local_dir=\"{folder}\")`."]
+    lines += ["", f"With plain transformers: `AutoModelForQuestionAnswering.from_pretrained(\"{folder}\")` and "
+                  f"`AutoTokenizer.from_pretrained(\"{folder}\")`; decode with the settings below to get the same answers."]
     return lines
 
 

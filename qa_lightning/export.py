@@ -1,15 +1,7 @@
 """Export a trained QAModule as a Hugging Face model folder: weights, tokenizer, settings, model card.
-
-    python -m qa_lightning export CKPT OUT_DIR           # on demand, from any checkpoint of ours
-    from qa_lightning.export import export_checkpoint   # same, from Python
-
-The folder holds ``save_pretrained`` of the encoder-with-QA-head and of its tokenizer, ``qa_lightning.json`` (the
-windowing and decoding settings the model was trained and evaluated with, its latest metrics and how it was
-trained) and ``README.md``, a model card the Hugging Face Hub renders (``card.py``). ``qa_lightning ask`` and
-``qa_lightning.infer.QAModel`` read the settings from ``qa_lightning.json``; plain
-``AutoModelForQuestionAnswering.from_pretrained(OUT_DIR)`` loads the model. At the end of ``fit`` the CLI's
-``ExportCallback`` (``callbacks.py``) exports the best checkpoint, read safely (``resume.read_checkpoint``) into the
-model its settings describe, weights checked by name. No Lightning is imported here.
+Besides ``save_pretrained`` of model and tokenizer, the folder holds ``qa_lightning.json`` (the windowing and
+decoding settings the model was evaluated with, its latest metrics, how it was trained), which ``ask`` and
+``QAModel`` read, and ``README.md``, the model card (``card.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +12,7 @@ import os
 import sys
 from typing import Any, Optional
 
-from .data.batching import evaluation_settings
+from .data.options import evaluation_settings
 from .errors import OneLineParser, QAInputError
 from .files import atomic_path
 from .hf import build_model, load_tokenizer
@@ -34,11 +26,9 @@ RUN_KEY = "qa_lightning_run"  # what ExportCallback stores in every checkpoint: 
 
 # What inference (QAModel, ask) needs to window and decode as evaluation did.
 SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "version_2_with_negative",
-            "null_score_diff_threshold", "batch_size", "pad_to_multiple_of", "pad_to_max_length", "sort_by_length")
+            "null_score_diff_threshold", "batch_size", "pad_to_multiple_of", "pad_to_max_length")
 # The hyper-parameters (of the module and the data module) they come from.
-_HPARAMS = ("n_best", "max_answer_length", "null_score_diff_threshold", "max_length", "stride", "pad_to_max_length",
-            "pad_to_multiple_of", "sort_eval_by_length", "batch_size", "eval_batch_size", "version_2_with_negative",
-            "dataset_name")
+_HPARAMS = (*SETTINGS, "eval_batch_size", "dataset_name")
 
 
 def inference_settings(module_hp: dict, data_hp: dict) -> dict:
@@ -51,8 +41,7 @@ def inference_settings(module_hp: dict, data_hp: dict) -> dict:
 
         hp = {**{k: p.default for cls in (QAModule, SquadDataModule)
                  for k, p in inspect.signature(cls.__init__).parameters.items()}, **hp}
-    return {**{k: hp[k] for k in SETTINGS if k in hp}, **evaluation_settings(hp),
-            "sort_by_length": bool(hp["sort_eval_by_length"])}
+    return {**{k: hp[k] for k in SETTINGS if k in hp}, **evaluation_settings(hp)}
 
 
 def _plain(obj: Any) -> Any:
@@ -127,15 +116,9 @@ def save_hf_directory(model, tokenizer, out_dir: str, extra: Optional[dict] = No
 
 def export_checkpoint(ckpt_path: str, out_dir: str, model_name_or_path: Optional[str] = None,
                       run: Optional[dict] = None) -> str:
-    """Rebuild the model described by a QAModule checkpoint, load its weights, save it as a HF directory.
-
-    Args:
-        ckpt_path: a ``.ckpt`` written by ``fit``.
-        out_dir: directory to (re)create.
-        model_name_or_path: where to read the architecture/tokenizer if not the checkpoint's own setting.
-        run: facts about the run known only at its end (e.g. the total training time), merged over the ones the
-            checkpoint recorded.
-    """
+    """Rebuild the model a ``fit`` checkpoint describes (architecture/tokenizer from ``model_name_or_path`` if
+    given), load its weights, save it as a HF directory; ``run``: facts known only at the run's end (e.g. the
+    total training time), merged over the ones the checkpoint recorded."""
     model, tokenizer, ckpt = model_from_checkpoint(ckpt_path, model_name_or_path)
     meta = run_metadata(ckpt.get("hyper_parameters", {}), ckpt.get("datamodule_hyper_parameters", {}),
                         {**ckpt.get(RUN_KEY, {}), **(run or {})}, source_checkpoint=os.path.abspath(ckpt_path),

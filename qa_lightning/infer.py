@@ -1,18 +1,10 @@
 """Ask a trained model questions from Python: no pipeline, no Lightning, the answers ``predict`` gives.
 
-    from qa_lightning.infer import QAModel
     qa = QAModel.from_pretrained("runs/demo/lightning_logs/version_0/export")   # or a fit .ckpt
-    best = qa.answer("Who wrote it?", context)             # Answer(text, start, end, score, ...)
-    top3 = qa.answer("Who wrote it?", context, top_k=3)    # [Answer, ...] best first
-    many = qa.answer_many([{"question": ..., "context": ...}, ...])
+    best = qa.answer("Who wrote it?", context)   # Answer; top_k=3: [Answer, ...]; answer_many(records)
 
-The windows are ``data/features.py``'s (sliding windows, so a context of any length works), the decoding is
-``evaluation/decoding.py``'s n-best rule (and the SQuAD v2 null rule), and batches are length-sorted and padded as
-evaluation pads them: for the same model, settings and questions, the answers are exactly ``predict``'s. The
-settings default to the ones the model was trained and evaluated with (``qa_lightning.json`` of an export, the
-hyper-parameters of a checkpoint). CUDA when a GPU is available, else the CPU; bf16 autocast by the rule of the
-automatic training precision (``precision.py``: GPUs with bf16, CPUs with bf16 matrix instructions), as ``predict``
-runs by default, so the answers stay ``predict``'s. Loading an export folder does not import Lightning.
+Evaluation's windows, padding, length-sorted batches and decoding (the SQuAD v2 null rule too), with the settings
+and the automatic precision (bf16 autocast where training's is bf16) of evaluation.
 """
 
 from __future__ import annotations
@@ -34,7 +26,7 @@ from .evaluation.evalset import offsets_array
 from .evaluation.gather import align_logits
 from .export import SETTINGS, SETTINGS_FILE, inference_settings, model_from_checkpoint
 from .hf import build_model, load_tokenizer
-from .precision import cpu_bf16_isa
+from .precision import choose_precision
 
 __all__ = ["Answer", "QAModel", "load_model_and_settings", "check_record"]
 
@@ -113,9 +105,8 @@ class QAModel:
     Args:
         model: an ``AutoModelForQuestionAnswering`` model.
         tokenizer: its fast tokenizer.
-        settings: ``max_length``, ``stride``, ``n_best``, ``max_answer_length``, ``version_2_with_negative``,
-            ``null_score_diff_threshold``, ``batch_size``, ``pad_to_multiple_of``, ``pad_to_max_length``,
-            ``sort_by_length`` (missing keys: the constructors' defaults of the module and data module).
+        settings: windowing and decoding settings (``export.SETTINGS``; missing keys: the constructors' defaults of
+            the module and data module).
         device: "cpu", "cuda", ... (None: CUDA when available, else CPU).
     """
 
@@ -133,15 +124,11 @@ class QAModel:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        # As predict's automatic precision: on the demo's export bf16 changed 20 of 1,589 answers (F1 equal, 59.65)
-        # and was 1.5x faster on an AVX512_BF16 CPU; fp32 here would differ from predict on those answers.
-        self.bf16 = (torch.cuda.is_bf16_supported() if self.device.type == "cuda"
-                     else self.device.type == "cpu" and bool(cpu_bf16_isa()))
-        tok = tokenizer
-        self._collate = QACollator(pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else 0,
-                                   pad_to_multiple_of=self.settings["pad_to_multiple_of"],
-                                   pad_to_length=self.settings["max_length"] if self.settings["pad_to_max_length"]
-                                   else None, padding_side=tok.padding_side)
+        # predict's automatic precision (precision.py): in fp32 here some answers would differ from predict's.
+        self.bf16 = choose_precision(self.device.type)[0] == "bf16-mixed"
+        self._collate = QACollator.for_tokenizer(tokenizer, self.settings["pad_to_multiple_of"],
+                                                 self.settings["max_length"] if self.settings["pad_to_max_length"]
+                                                 else None)
 
     @classmethod
     def from_pretrained(cls, path: str, device: Optional[str] = None, **settings) -> "QAModel":
@@ -202,8 +189,7 @@ class QAModel:
         """(F, width) float32 start/end logits, -inf past each feature's tokens, in feature order."""
         names = [n for n in self.tokenizer.model_input_names if n in feats]
         rows = [{n: feats[n][i] for n in names} for i in range(len(feats["input_ids"]))]
-        order = (sorted_by_length([len(r["input_ids"]) for r in rows]) if self.settings["sort_by_length"]
-                 else np.arange(len(rows)))
+        order = sorted_by_length([len(r["input_ids"]) for r in rows])  # as evaluation: longest first
         start = np.empty((len(rows), width), dtype=np.float32)
         end = np.empty_like(start)
         bs = int(self.settings["batch_size"])

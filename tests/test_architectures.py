@@ -120,3 +120,14 @@ def test_architecture_end_to_end(name, tmp_path, monkeypatch, capsys):
     answered, exact = label_check(tok)
     print(f"{name}: {type(tok).__name__}, {len(preds)} answers = recipe = ask; labels = recipe's, "
           f"{answered} answered windows, labelled text == gold in {exact}")
+
+
+@pytest.mark.parametrize("name", ["deberta-v2", "bigbird"])
+def test_dropout_is_kept_when_sdpa_falls_back_to_eager(name, tmp_path):
+    """An architecture without SDPA is built again with its default attention, with the --model.dropout asked for."""
+    from qa_lightning.hf import build_model
+
+    folder = str(tiny_model_folder(name, tmp_path))
+    model = build_model(folder, pretrained=False, dropout=0.05)
+    assert model.config._attn_implementation == "eager"
+    assert model.config.hidden_dropout_prob == 0.05 and model.config.attention_probs_dropout_prob == 0.05

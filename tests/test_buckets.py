@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from qa_lightning.data.batching import QACollator
-from qa_lightning.data.buckets import auto_buckets, padding_cost, parse_bucket_spec, resolve_buckets
+from qa_lightning.data.buckets import auto_buckets, buckets_for, padding_cost, parse_bucket_spec
 from qa_lightning.data.features import prepare_train_features, prepare_validation_features
 from qa_lightning.errors import QAInputError
 from qa_lightning.evaluation.decoding import decode_answers
@@ -41,7 +41,7 @@ def test_bucket_specs():
     for bad in ("fast", "auto:0", [128, 256], [0, 384]):
         with pytest.raises(ValueError):
             parse_bucket_spec(bad, 384)
-    assert resolve_buckets("auto", None, 100, multiple=64) == [128]
+    assert buckets_for("auto", None, 100, multiple=64)[0] == [128]
 
 
 @pytest.mark.parametrize("style", ["bert", "xlnet"])

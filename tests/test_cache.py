@@ -56,8 +56,8 @@ def built(tmp_path_factory):
     cache = str(tmp_path_factory.mktemp("cache"))
     dm = make_dm(cache)
     dm.setup("validate")
-    assert dm.cache_status == {"validation": "built"}
-    return cache, dm._cache_path("validation"), dm.val_dataset["input_ids"]
+    assert dm.splits.status == {"validation": "built"}
+    return cache, dm.splits.path("validation"), dm.features["validation"]["input_ids"]
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -72,8 +72,8 @@ def test_damaged_cache_is_rebuilt_with_a_warning(built, tmp_path, kind):
     dm = make_dm(cache)
     with pytest.warns(UserWarning, match=r"feature cache .* is damaged \(.*\); rebuilding it"):
         dm.setup("validate")
-    assert dm.cache_status == {"validation": "built"}
-    assert dm.val_dataset["input_ids"] == input_ids and verify_split(path) is None
+    assert dm.splits.status == {"validation": "built"}
+    assert dm.features["validation"]["input_ids"] == input_ids and verify_split(path) is None
     assert [p for p in os.listdir(cache) if p.startswith(".")] == []  # nothing left aside
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from qa_lightning import SquadDataModule
+from qa_lightning.data.batching import QACollator
+from qa_lightning.data.position import TrainingPosition
 from qa_lightning.errors import QAInputError
 from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_BERT, TINY_DEV, TINY_TRAIN, needs_shared
 
@@ -23,12 +26,12 @@ def test_contract_and_columns(cache_dir):
     dm = make_dm(cache_dir)
     dm.prepare_data()
     dm.setup("fit")
-    train, val = dm.train_dataset, dm.val_dataset
+    train, val = dm.features["train"], dm.features["validation"]
     for col in ("input_ids", "token_type_ids", "attention_mask", "start_positions", "end_positions"):
         assert col in train.column_names
     for col in ("input_ids", "example_id", "offset_mapping"):
         assert col in val.column_names
-    assert len(dm.val_examples) == 40 and len(val) > 40
+    assert len(dm.examples["validation"]) == 40 and len(val) > 40
     row = val[0]
     assert any(o is None for o in row["offset_mapping"]) and any(o is not None for o in row["offset_mapping"])
     assert max(len(x) for x in train["input_ids"]) <= 128
@@ -43,7 +46,7 @@ def test_contract_and_columns(cache_dir):
 def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm = make_dm(cache_dir)
     dm.prepare_data()
-    assert dm.cache_status == {"train": "built", "validation": "built"}
+    assert dm.splits.status == {"train": "built", "validation": "built"}
     import qa_lightning.data.features as data_mod
 
     def boom(*a, **k):
@@ -54,7 +57,7 @@ def test_second_run_hits_cache(cache_dir, monkeypatch):
     dm2 = make_dm(cache_dir)
     dm2.prepare_data()
     dm2.setup("fit")
-    assert dm2.cache_status == {"train": "hit", "validation": "hit"}
+    assert dm2.splits.status == {"train": "hit", "validation": "hit"}
     # A different window size is a different cache entry.
     dm3 = make_dm(cache_dir, stride=16)
     with pytest.raises(AssertionError, match="tokenized again"):
@@ -65,19 +68,19 @@ def test_max_samples_and_loaders(cache_dir):
     dm = make_dm(cache_dir, max_train_samples=20, max_eval_samples=10, batch_size=4)
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.val_examples) == 10
+    assert len(dm.examples["validation"]) == 10
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape[0] == 4 and batch["input_ids"].shape[1] % 8 == 0
     assert set(batch) >= {"input_ids", "attention_mask", "start_positions", "end_positions", "feature_index"}
     seen = np.concatenate([b["feature_index"].numpy() for b in dm.val_dataloader()])
-    assert sorted(seen.tolist()) == list(range(len(dm.val_dataset)))
+    assert sorted(seen.tolist()) == list(range(len(dm.features["validation"])))
 
 
 def test_pad_to_max_length_reproduces_reference_padding(cache_dir):
     dm = make_dm(cache_dir, pad_to_max_length=True)
     dm.prepare_data()
     dm.setup("fit")
-    assert {len(x) for x in dm.train_dataset["input_ids"][:20]} == {128}
+    assert {len(x) for x in dm.features["train"]["input_ids"][:20]} == {128}
 
 
 @pytest.mark.parametrize("kind", ["missing", "malformed", "no_data", "empty_question"])
@@ -128,16 +131,16 @@ def test_full_dev_validation_feature_count(cache_dir):
                          validation_file=str(SHARED_DEV), max_length=384, stride=128, cache_dir=cache_dir)
     dm.prepare_data()
     dm.setup("fit")
-    assert len(dm.val_examples) == 10570
-    assert len(dm.val_dataset) == 10822
-    assert len(dm.train_dataset) == 10822
+    assert len(dm.examples["validation"]) == 10570
+    assert len(dm.features["validation"]) == 10822
+    assert len(dm.features["train"]) == 10822
     # Through the whole data path (file reading, map, cache), training features equal the reference recipe's.
     from reference import reference_train_features
     from conftest import squad_examples
 
     ref = reference_train_features(squad_examples(SHARED_DEV), dm.tokenizer, 384, 128)
     pad = dm.tokenizer.pad_token_id
-    ours = dm.train_dataset
+    ours = dm.features["train"]
     assert ours["start_positions"] == list(ref["start_positions"])
     assert ours["end_positions"] == list(ref["end_positions"])
     for i, (a, b) in enumerate(zip(ours["input_ids"], ref["input_ids"])):
@@ -157,7 +160,7 @@ def test_the_report_names_this_runs_data_file_not_the_cache_builders(cache_dir, 
     second = make_dm(cache_dir, train_file=str(copy))
     second.prepare_data()
     second.setup("fit")
-    assert second.cache_status["train"] == "hit"
+    assert second.splits.status["train"] == "hit"
     assert first.reports["train"].startswith(f"{TINY_TRAIN}: 127 examples")
     assert second.reports["train"].startswith(f"{copy}: 127 examples") and str(TINY_TRAIN) not in second.reports["train"]
 
@@ -168,3 +171,18 @@ def test_the_order_seed_follows_seed_everything_unless_given(cache_dir, monkeypa
     assert make_dm(cache_dir, seed=42).seed == 42  # --data.seed given: it wins
     monkeypatch.delenv("PL_GLOBAL_SEED")
     assert make_dm(cache_dir).seed == 42  # an unseeded run: the default order
+
+
+def test_the_resume_position_skips_the_batches_done_in_its_epoch_once():
+    position = TrainingPosition(identity=lambda: {})
+    assert position.state(None, 4) == {}  # outside fit nothing is saved
+    assert position.restore({"epoch": 1, "batches_done": 3, "batch_size": 4, "world_size": 2}, None) is None
+    assert position.skip(0) == 0 and position.skip(1) == 3 * 4 * 2 and position.skip(1) == 0
+
+
+def test_the_collator_of_a_tokenizer_pads_with_its_pad_token_on_its_side():
+    no_pad_left = SimpleNamespace(pad_token_id=None, padding_side="left")
+    batch = QACollator.for_tokenizer(no_pad_left, pad_to_multiple_of=4)([{"input_ids": [5, 6, 7]}, {"input_ids": [5]}])
+    assert batch["input_ids"].tolist() == [[0, 5, 6, 7], [0, 0, 0, 5]] and batch["pad_left"].tolist() == [1, 3]
+    right = QACollator.for_tokenizer(SimpleNamespace(pad_token_id=9, padding_side="right"), pad_to_length=3)
+    assert right([{"input_ids": [5]}])["input_ids"].tolist() == [[5, 9, 9]]

@@ -121,7 +121,7 @@ def test_export_loads_in_transformers_pipeline_offline(exported):
 
     export, _, dm, _ = exported
     qa = pipeline("question-answering", model=export, tokenizer=export, device=-1)
-    ex = dm.val_examples[0]
+    ex = dm.examples["validation"][0]
     out = qa(question=ex["question"], context=ex["context"], max_answer_len=30)
     assert isinstance(out["answer"], str) and 0 <= out["start"] <= out["end"] <= len(ex["context"])
 

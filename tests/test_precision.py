@@ -104,5 +104,5 @@ def test_inference_follows_the_same_rule(monkeypatch, no_gpu):
 
     model, tok = build_model(str(TINY_BERT), pretrained=False), load_tokenizer(str(TINY_BERT))
     for isa, bf16 in (("", False), ("avx512_bf16", True)):
-        monkeypatch.setattr(infer, "cpu_bf16_isa", lambda isa=isa: isa)
+        monkeypatch.setattr(precision, "cpu_bf16_isa", lambda isa=isa: isa)
         assert infer.QAModel(model, tok).bf16 is bf16  # autocast in QAModel._logits, as predict runs

@@ -82,7 +82,7 @@ def test_answer_repair_and_counted_skips(tmp_path):
 
 BAD = {
     "malformed_json": ("bad.json", '{"data": [\n  {"title": "x",\n   "paragraphs": [}\n]}', "malformed JSON at line 3"),
-    "malformed_jsonl": ("bad.jsonl", '{"question": "q", "context": "c"}\n{"question": \n', "malformed JSON on line 2"),
+    "malformed_jsonl": ("bad.jsonl", '{"question": "q", "context": "c"}\n{"question": \n', "line 2: malformed JSON"),
     "missing_columns": ("bad.csv", "query,passage\nwho?,Someone.\n", "missing column(s) ['question', 'context']"),
     "empty_context": ("bad.jsonl", '{"id": "a", "question": "Who?", "context": "   "}\n', "row 0: 'context' is empty"),
     "empty_question": ("bad.jsonl", '{"id": "a", "question": "", "context": "Text."}\n', "row 0: 'question' is empty"),

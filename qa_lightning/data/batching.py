@@ -1,24 +1,17 @@
 """Batching for QA features: dynamic padding of feature dicts into tensors (torch only).
-
-    loader = DataLoader(ds, batch_size=32, sampler=LengthGroupedSampler(lengths, 32, seed=0),  # samplers.py
-                        collate_fn=QACollator(pad_token_id=0))
-
-The reference recipe pads every window to 384 tokens although SQuAD windows average ~175: padding per batch to
-the longest feature (rounded up to a multiple of 8 for tensor cores), with batches drawn from features of similar
-length, is where most of our training speed comes from. Nothing here changes a label: positions only move when the
-tokenizer pads on the left, and then by exactly the padding added.
+Nothing here changes a label: positions only move when the tokenizer pads on the left, and then by exactly the
+padding added.
 """
 
 from __future__ import annotations
 
 import math
-import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["QACollator", "NON_MODEL_KEYS", "default_num_workers", "evaluation_settings"]
+__all__ = ["QACollator", "NON_MODEL_KEYS"]
 
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
@@ -47,6 +40,13 @@ class QACollator:
         self.pad_to_length = pad_to_length
         self.padding_side = padding_side
         self.buckets = sorted(int(b) for b in buckets) if buckets else None
+
+    @classmethod
+    def for_tokenizer(cls, tokenizer, pad_to_multiple_of: int = 8, pad_to_length: int | None = None,
+                      buckets: Sequence[int] | None = None) -> "QACollator":
+        """A collator with ``tokenizer``'s pad token (0 when it has none) and padding side."""
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        return cls(pad_id, pad_to_multiple_of, pad_to_length, tokenizer.padding_side, buckets)
 
     def __call__(self, features: list[dict]) -> dict[str, torch.Tensor]:
         lengths = [len(f["input_ids"]) for f in features]
@@ -84,17 +84,3 @@ class QACollator:
             batch["pad_left"] = shift
         return batch
 
-
-def default_num_workers(requested: int | None) -> int:
-    """Loader worker processes: as requested, else 4 on GPU machines (capped by the CPU count), 0 on CPU-only ones
-    (there the main process collates faster than it can hand batches over to workers)."""
-    if requested is not None:
-        return requested
-    return min(4, max(0, (os.cpu_count() or 1) - 1)) if torch.cuda.is_available() else 0
-
-
-def evaluation_settings(hp: Mapping) -> dict:
-    """How a data module with hyper-parameters ``hp`` evaluates (asked by ``SquadDataModule`` and ``export``):
-    ``batch_size``, else 4x the training batch (no gradients kept); ``version_2_with_negative``, also for squad_v2."""
-    return {"batch_size": int(hp["eval_batch_size"] or 4 * int(hp["batch_size"])),
-            "version_2_with_negative": bool(hp["version_2_with_negative"] or hp["dataset_name"] == "squad_v2")}

@@ -1,23 +1,17 @@
-"""Length buckets: a fixed, short list of padded lengths, so that a run sees a handful of batch shapes.
-
-    buckets = resolve_buckets("auto", train_lengths, max_length=384, multiple=8)   # e.g. [128, 168, 216, 384]
-    QACollator(pad_token_id=0, buckets=buckets)    # each batch padded to the smallest bucket >= its longest feature
-
-Compiled steps (``torch.compile``) and CUDA graphs are specialised to one shape each: padding every batch to a
-multiple of 8 gives up to 48 shapes at 384 tokens; a few buckets give a few. ``auto`` picks the buckets that minimise
-the padding added to the given lengths (a histogram + exact dynamic programme over multiples of ``multiple``); the
-largest bucket is always ``max_length`` (rounded up to ``multiple``) so that every feature fits. Pure numpy.
+"""Length buckets: a fixed, short list of padded lengths, so that a run sees a handful of batch shapes (pure numpy).
+Compiled steps and CUDA graphs are specialised to one shape each: a multiple of 8 gives up to 48 shapes at 384
+tokens, a few buckets a few. The largest bucket always holds ``max_length``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence, Union
+from typing import Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "resolve_buckets", "parse_bucket_spec",
-           "feature_lengths", "buckets_for"]
+__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "parse_bucket_spec", "feature_lengths",
+           "buckets_for"]
 
 DEFAULT_AUTO_BUCKETS = 4
 
@@ -29,11 +23,8 @@ def _round_up(n: int, multiple: int) -> int:
 
 
 def parse_bucket_spec(spec: BucketSpec, max_length: int) -> Union[int, list[int], None]:
-    """``None`` -> None; ``"auto"`` / ``"auto:N"`` -> N (bucket count); a list -> the sorted explicit buckets.
-
-    Raises ValueError (with the reason) for anything else, or an explicit list whose largest bucket is below
-    ``max_length`` (longer features would have no bucket).
-    """
+    """``None`` -> None; ``"auto"`` / ``"auto:N"`` -> N (bucket count); a list -> the sorted explicit buckets;
+    anything else, or a list whose largest bucket is below ``max_length``, is a ValueError saying why."""
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -66,11 +57,8 @@ def padding_cost(lengths: np.ndarray, buckets: Sequence[int]) -> int:
 
 
 def auto_buckets(lengths: np.ndarray, n: int, max_length: int, multiple: int = 8) -> list[int]:
-    """The ``n`` buckets (multiples of ``multiple``, the last one covering ``max_length``) with the least padding.
-
-    Exact for the per-feature padding cost: a dynamic programme over the candidate boundaries (at most
-    ``max_length / multiple`` of them), O(n * C^2).
-    """
+    """The ``n`` buckets (multiples of ``multiple``, the last one covering ``max_length``) with the least padding:
+    exact, a dynamic programme over the C <= ``max_length / multiple`` candidate lengths, O(n * C^2)."""
     multiple = max(1, int(multiple))
     top = _round_up(max(max_length, int(np.max(lengths, initial=1))), multiple)
     cands = np.arange(multiple, top + 1, multiple, dtype=np.int64)  # (C,) possible bucket lengths
@@ -103,17 +91,6 @@ def auto_buckets(lengths: np.ndarray, n: int, max_length: int, multiple: int = 8
     return sorted(chosen)
 
 
-def resolve_buckets(spec: BucketSpec, lengths: Optional[np.ndarray], max_length: int,
-                    multiple: int = 8) -> Optional[list[int]]:
-    """The bucket list for ``spec`` (see ``parse_bucket_spec``); ``auto`` needs the feature ``lengths``."""
-    parsed = parse_bucket_spec(spec, max_length)
-    if parsed is None or isinstance(parsed, list):
-        return parsed
-    if lengths is None or len(lengths) == 0:
-        return [_round_up(max_length, max(1, multiple))]
-    return auto_buckets(lengths, parsed, max_length, multiple)
-
-
 def feature_lengths(features) -> np.ndarray:
     """(F,) token count of every feature, read from the Arrow offsets of ``input_ids`` (no Python rows)."""
     import pyarrow.compute as pc
@@ -122,12 +99,18 @@ def feature_lengths(features) -> np.ndarray:
 
 
 def buckets_for(spec: BucketSpec, features, max_length: int, multiple: int = 8) -> tuple[list[int], str]:
-    """Resolve ``spec`` against the lengths of ``features`` (a ``datasets.Dataset`` or None); returns the buckets
-    and one line for the log: the padding they add per feature."""
-    lengths = feature_lengths(features) if features is not None else None
-    buckets = resolve_buckets(spec, lengths, max_length, multiple)
-    if lengths is None or not len(lengths):
-        return buckets, f"length buckets {list(buckets)}"
+    """The buckets of ``spec`` (not None, see ``parse_bucket_spec``), "auto" chosen from the lengths of ``features``
+    (a ``datasets.Dataset``; None: ``max_length`` alone), and one line for the log: the padding they add."""
+    parsed = parse_bucket_spec(spec, max_length)
+    lengths = feature_lengths(features) if features is not None else np.zeros(0, dtype=np.int64)
+    if isinstance(parsed, list):
+        buckets = parsed
+    elif len(lengths):
+        buckets = auto_buckets(lengths, parsed, max_length, multiple)
+    else:
+        buckets = [_round_up(max_length, max(1, multiple))]
+    if not len(lengths):
+        return buckets, f"length buckets {buckets}"
     added = padding_cost(lengths, buckets) / len(lengths)
-    return buckets, (f"length buckets {list(buckets)}: {added:.1f} padding tokens per feature "
+    return buckets, (f"length buckets {buckets}: {added:.1f} padding tokens per feature "
                      f"(features average {lengths.mean():.1f} tokens)")

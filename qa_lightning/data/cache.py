@@ -1,16 +1,6 @@
 """The feature cache: a fingerprint of everything that changes the features, and atomic save/load of one split.
-
-    path = os.path.join(root, f"validation-{fingerprint(src, None, tok, keys)}")
-    save_split(path, examples, features, "dev.json: 10570 examples -> 10822 features")
-    status = ensure_split(path, build)                 # "hit" (verified) or "built" (missing or damaged: rebuilt)
-    examples, features, report = load_split_cache(path, rebuild=build)
-
-A split is a folder ``examples/`` + ``features/`` (``datasets.save_to_disk``) + ``report.txt`` + ``manifest.json``,
-written in a temporary folder beside it and renamed into place, so a half-written cache is never visible and two
-concurrent builders (DDP nodes, two runs) are both safe: the first rename wins and the other build is dropped.
-The manifest records every file's size and a SHA-256 of each small file and of the first and last MiB of larger
-ones; a cache that does not match it (a truncated or emptied Arrow file, a broken ``state.json``, a missing
-``report.txt`` or ``features/``) is moved aside and rebuilt with a warning, never a traceback.
+A split is a folder ``examples/`` + ``features/`` (``datasets.save_to_disk``) + ``report.txt`` + ``manifest.json``
+(every file's size and SHA-256, of the first and last MiB for large ones), written aside and renamed into place.
 """
 
 from __future__ import annotations
@@ -20,13 +10,12 @@ import hashlib
 import json
 import os
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
-from ..files import atomic_path, discard as discard_split  # a cache folder: renamed aside, then deleted
-from .sources import is_local
+from ..files import atomic_path, discard
 
-__all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "discard_split",
-           "ensure_split", "load_split_cache"]
+__all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "ensure_split",
+           "load_split_cache"]
 
 MANIFEST = "manifest.json"
 _EDGE = 1 << 20  # files up to this size are hashed whole; larger ones at both ends (Arrow: schema ... end marker)
@@ -37,19 +26,16 @@ FEATURES_VERSION = "3"  # 2: evaluation splits keep every gold text; 3: long que
 
 def tokenizer_fingerprint(tok) -> str:
     """Stable identity of a tokenizer: its serialised pipeline without the call-time truncation/padding state."""
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        return repr(tok)
-    spec = json.loads(backend.to_str())
+    spec = json.loads(tok.backend_tokenizer.to_str())
     spec.pop("truncation", None)
     spec.pop("padding", None)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def fingerprint(source: str, config_name: Optional[str], tokenizer: Any, keys: dict) -> str:
+def fingerprint(source: str, config_name: str | None, tokenizer: Any, keys: dict) -> str:
     """16 hex digits naming a split's features: source file bytes (or hub name), tokenizer, settings, version."""
     h = hashlib.sha256()
-    if is_local(source) and os.path.isfile(source):
+    if os.path.isfile(source):
         with open(source, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
@@ -76,7 +62,8 @@ def _quiet_datasets():
 
 def save_split(path: str, examples, features, report: str) -> None:
     """Write examples, features and the one-line preprocessing report to ``path`` atomically."""
-    with atomic_path(path, folder=True) as tmp:  # a half-written cache is never visible
+    # Written aside and renamed: a half-written cache is never visible, and concurrent builders leave one copy.
+    with atomic_path(path, folder=True) as tmp:
         with _quiet_datasets():
             examples.save_to_disk(os.path.join(tmp, "examples"))
             features.save_to_disk(os.path.join(tmp, "features"))
@@ -111,7 +98,7 @@ def _scan(root: str) -> dict:
     return out
 
 
-def verify_split(path: str) -> Optional[str]:
+def verify_split(path: str) -> str | None:
     """None if the cache at ``path`` matches its manifest, else what is wrong (one phrase)."""
     try:
         with open(os.path.join(path, MANIFEST)) as fh:
@@ -140,24 +127,21 @@ def ensure_split(path: str, build: Callable[[str], None]) -> str:
         if problem is None:
             return "hit"
         warnings.warn(f"feature cache {path} is damaged ({problem}); rebuilding it", stacklevel=2)
-        discard_split(path)  # a concurrent run's fresh copy lost this way is rebuilt by load_split_cache's fallback
+        discard(path)  # a concurrent run's fresh copy lost this way is rebuilt by load_split_cache's fallback
     build(path)
     return "built"
 
 
-def load_split_cache(path: str, rebuild: Optional[Callable[[str], None]] = None):
-    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow).
-
-    With ``rebuild``, a cache that cannot be read (damaged after it was verified) is rebuilt once, with a warning."""
+def load_split_cache(path: str, rebuild: Callable[[str], None]):
+    """(examples, features, report line) of a split saved by :func:`save_split` (memory-mapped Arrow); one that
+    cannot be read (damaged after it was verified) is rebuilt once with ``rebuild(path)``, with a warning."""
     try:
         return _read(path)
     except Exception as err:  # noqa: BLE001 -- Arrow, JSON and OS errors from a damaged folder
-        if rebuild is None:
-            raise
         first = str(err).splitlines()[0][:160] if str(err) else ""
         warnings.warn(f"feature cache {path} cannot be read ({type(err).__name__}: {first}); rebuilding it",
                       stacklevel=2)
-        discard_split(path)
+        discard(path)
         rebuild(path)
         return _read(path)
 

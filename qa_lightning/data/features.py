@@ -1,18 +1,7 @@
-"""Examples -> model features for extractive QA (pure functions; no Lightning, no I/O).
-
-The functions take a batch of examples as ``datasets.map(batched=True)`` hands it over (a dict of columns) and
-return a dict of new columns, so they work with ``Dataset.map`` or on plain dicts::
-
-    from qa_lightning.data.features import prepare_train_features
-    feats = prepare_train_features({"question": [...], "context": [...], "answers": [...]}, tok, 384, 128)
-
-Behaviour is the reference recipe's, label for label: sliding windows over the context (``truncation`` of the
-context only, ``stride`` tokens of overlap), stripped questions, a window that does not hold the whole answer is
-labelled (CLS, CLS), otherwise the first/last token whose character span touches the answer. Features are stored
-*unpadded*: the collator pads each batch (see ``batching.py``), which is where the speed comes from.
-
-Tokenizers that pad on the left (XLNet) get the context first and the question second, as the course's exercise
-describes; the CLS index is read from each feature rather than assumed to be 0.
+"""Examples -> model features for extractive QA: the reference recipe's preprocessing, label for label (pure).
+The functions take and return a batch of columns, as ``Dataset.map(batched=True)`` hands them over. Features are
+stored unpadded (the collator pads each batch). Tokenizers that pad on the left (XLNet) get the context first, and
+the CLS index is read from each feature rather than assumed to be 0.
 """
 
 from __future__ import annotations
@@ -37,18 +26,10 @@ def check_window_args(max_length: int, stride: int) -> None:
         )
 
 
-def _context_first(tokenizer: Any) -> bool:
-    return getattr(tokenizer, "padding_side", "right") == "left"
-
-
 def question_budget(tokenizer: Any, max_length: int, stride: int) -> int:
-    """The most tokens a question keeps: windows then still advance by about ``stride`` context tokens.
-
-    A window holds the question, the special tokens and ``room = max_length - specials - stride`` context tokens
-    beyond the ``stride`` it shares with the previous window; a question of ``q`` tokens leaves ``room - q`` new ones.
-    The budget is ``room - stride`` (a full stride of new context per window: 125 tokens for the recipe's 384/128),
-    but at least ``min(64, room // 2)`` (BERT's max_query_length, or half the room; 62 for the debug config's
-    192/64) so that a large stride does not cut ordinary questions. SQuAD's longest question has 42 tokens."""
+    """The most tokens a question keeps, so that windows still advance by about ``stride`` context tokens:
+    ``room - stride``, with ``room = max_length - specials - stride`` (125 for the recipe's 384/128), but at least
+    ``min(64, room // 2)`` so that a large stride does not cut ordinary questions (SQuAD's longest has 42)."""
     room = max_length - tokenizer.num_special_tokens_to_add(pair=True) - stride
     return max(room - stride, min(64, room // 2), 1)
 
@@ -71,16 +52,16 @@ def _has_long_question(enc, question_id: int, budget: int) -> bool:
                for i in range(len(sample_map)) if i == 0 or sample_map[i] != sample_map[i - 1])
 
 
-def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool,
-              question_column: str = "question", context_column: str = "context"):
-    """Tokenize (question, context) pairs into overflowing windows; returns (encoding, context_seq_id).
+def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool):
+    """Tokenize (question, context) pairs into overflowing windows; returns (encoding, context sequence id,
+    feature -> example map, offsets), the last two popped from the encoding.
 
     A question longer than :func:`question_budget` is truncated (with a warning) so that one example never becomes
     hundreds of windows advancing by a token or two; every other question is tokenized as the recipe does."""
     check_window_args(max_length, stride)
-    questions = [q.strip() for q in examples[question_column]]
-    contexts = examples[context_column]
-    context_first = _context_first(tokenizer)
+    questions = [q.strip() for q in examples["question"]]
+    contexts = examples["context"]
+    context_first = tokenizer.padding_side == "left"
     kwargs = dict(
         max_length=max_length,
         truncation="only_first" if context_first else "only_second",
@@ -108,18 +89,7 @@ def _tokenize(examples: dict, tokenizer: Any, max_length: int, stride: int, pad_
                       f"--data.stride {stride} context tokens (a longer question would turn its example into very "
                       "many windows)")
         enc = windows(questions)
-    return enc, (0 if context_first else 1)
-
-
-def _context_bounds(sequence_ids: Sequence, context_id: int) -> tuple[int, int]:
-    """First and last token index of the context in one window (the recipe's two while loops)."""
-    idx = 0
-    while sequence_ids[idx] != context_id:
-        idx += 1
-    start = idx
-    while idx < len(sequence_ids) and sequence_ids[idx] == context_id:
-        idx += 1
-    return start, idx - 1
+    return enc, (0 if context_first else 1), enc.pop("overflow_to_sample_mapping"), enc.pop("offset_mapping")
 
 
 def label_window(offsets: Sequence, context_start: int, context_end: int, start_char: int, end_char: int,
@@ -172,63 +142,35 @@ def cls_positions(input_ids, cls_id: Optional[int]) -> np.ndarray:
 
 
 def prepare_train_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
-                           pad_to_max_length: bool = False, question_column: str = "question",
-                           context_column: str = "context", answer_column: str = "answers") -> dict:
-    """Training features with ``start_positions``/``end_positions`` by the reference rule.
-
-    Args:
-        examples: columns ``question``, ``context`` and ``answers`` (``{"text": [...], "answer_start": [...]}``,
-            the first answer is the label). An example with no answer (SQuAD v2) is labelled (CLS, CLS).
-        tokenizer: a fast tokenizer (offsets are needed).
-        max_length: tokens per window.
-        stride: overlapping tokens between consecutive windows.
-        pad_to_max_length: pad every feature to ``max_length`` as the reference does (off: the collator pads).
-    Returns:
-        the tokenizer's model inputs plus ``start_positions`` and ``end_positions``.
-    """
-    enc, ctx_id = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length, question_column, context_column)
-    sample_map = enc.pop("overflow_to_sample_mapping")
-    offset_mapping = enc.pop("offset_mapping")
-    answers = examples[answer_column]
+                           pad_to_max_length: bool = False) -> dict:
+    """The model inputs of ``examples`` (columns ``question``, ``context``, ``answers``) plus ``start_positions`` and
+    ``end_positions`` by the reference rule: the first answer is the label; no answer (SQuAD v2): (CLS, CLS)."""
+    enc, ctx_id, sample_map, offset_mapping = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length)
+    answers = examples["answers"]
     cls_at = cls_positions(enc["input_ids"], cls_token_id(tokenizer))  # (F,)
     starts, ends = [], []
     for i, offsets in enumerate(offset_mapping):
         answer = answers[sample_map[i]]
         cls = int(cls_at[i])
-        if not answer["answer_start"]:  # unanswerable (SQuAD v2)
-            starts.append(cls)
-            ends.append(cls)
-            continue
-        start_char = answer["answer_start"][0]
-        end_char = start_char + len(answer["text"][0])
-        c0, c1 = _context_bounds(enc.sequence_ids(i), ctx_id)
-        s, e = label_window(offsets, c0, c1, start_char, end_char, cls)
+        s, e = cls, cls  # unanswerable (SQuAD v2)
+        if answer["answer_start"]:
+            start_char = answer["answer_start"][0]
+            seq = enc.sequence_ids(i)  # the context's tokens are one run: its first and last token
+            c0, c1 = seq.index(ctx_id), len(seq) - 1 - seq[::-1].index(ctx_id)
+            s, e = label_window(offsets, c0, c1, start_char, start_char + len(answer["text"][0]), cls)
         starts.append(s)
         ends.append(e)
-    out = dict(enc)
-    out["start_positions"] = starts
-    out["end_positions"] = ends
-    return out
+    return {**enc, "start_positions": starts, "end_positions": ends}
 
 
 def prepare_validation_features(examples: dict, tokenizer: Any, max_length: int = 384, stride: int = 128, *,
-                                pad_to_max_length: bool = False, question_column: str = "question",
-                                context_column: str = "context", id_column: str = "id") -> dict:
-    """Evaluation features: model inputs, ``example_id`` and ``offset_mapping`` (None outside the context).
-
-    Args: as :func:`prepare_train_features`; ``id_column`` names the example id.
-    """
-    enc, ctx_id = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length, question_column, context_column)
-    sample_map = enc.pop("overflow_to_sample_mapping")
-    offset_mapping = enc.pop("offset_mapping")
-    ids = examples[id_column]
-    out = dict(enc)
-    out["example_id"] = [ids[s] for s in sample_map]
-    out["offset_mapping"] = [
-        [o if sid == ctx_id else None for sid, o in zip(enc.sequence_ids(i), offsets)]
-        for i, offsets in enumerate(offset_mapping)
-    ]
-    return out
+                                pad_to_max_length: bool = False) -> dict:
+    """Evaluation features: model inputs, ``example_id`` and ``offset_mapping`` (None outside the context); as
+    :func:`prepare_train_features`, with the column ``id`` instead of ``answers``."""
+    enc, ctx_id, sample_map, offset_mapping = _tokenize(examples, tokenizer, max_length, stride, pad_to_max_length)
+    offsets = [[o if sid == ctx_id else None for sid, o in zip(enc.sequence_ids(i), window)]
+               for i, window in enumerate(offset_mapping)]
+    return {**enc, "example_id": [examples["id"][s] for s in sample_map], "offset_mapping": offsets}
 
 
 def tokenize_split(examples, split: str, tokenizer: Any, max_length: int, stride: int, pad_to_max_length: bool = False,

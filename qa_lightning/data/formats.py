@@ -1,54 +1,37 @@
-"""Local QA file formats: each reader turns one file into raw records (dicts), errors naming file and line.
-
-    from qa_lightning.data.formats import load_local_records
-    rows = load_local_records("dev-v1.1.json")   # official nested SQuAD JSON, flattened
-
-Formats: the official nested SQuAD JSON, flat ``.json`` (a list of records or ``{"data": [records]}``), ``.jsonl``,
-``.csv`` (answers as JSON text) and ``.parquet``. A new format is one reader function and one entry in ``READERS``;
-``sources.py`` then validates the records whatever their origin.
-"""
+"""Local QA file formats: each reader turns one file into raw records (dicts), errors naming file and line;
+``sources.py`` validates the records."""
 
 from __future__ import annotations
 
 import csv
 import json
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import QAInputError
 
-__all__ = ["READERS", "LOCAL_SUFFIXES", "is_local", "load_local_records"]
+__all__ = ["READERS", "is_local", "load_local_records", "jsonl_lines"]
 
 
-def _read_json(path: str) -> Any:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except json.JSONDecodeError as err:
-        raise QAInputError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
-    except UnicodeDecodeError as err:
-        raise QAInputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+def jsonl_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) of each non-blank JSON line; a malformed line is a QAInputError naming it."""
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield n, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise QAInputError(f"{source} line {n}: malformed JSON ({err.msg} at column {err.colno})") from None
 
 
 def _read_jsonl(path: str) -> list:
-    rows = []
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise QAInputError(f"{path}: malformed JSON on line {lineno}, column {err.colno}: {err.msg}") from None
-    return rows
+        return [row for _, row in jsonl_lines(fh, path)]
 
 
-def _squad_nested_to_records(obj: dict, path: str) -> list[dict]:
+def _squad_nested_to_records(data: list, path: str) -> list[dict]:
     """Flatten the official SQuAD nesting; rows are named like data[3].paragraphs[1].qas[0] in errors."""
     records = []
-    if not isinstance(obj.get("data"), list):
-        raise QAInputError(f"{path}: expected a top-level 'data' list (official SQuAD format)")
-    for a, article in enumerate(obj["data"]):
+    for a, article in enumerate(data):
         if not isinstance(article, dict) or not isinstance(article.get("paragraphs"), list):
             raise QAInputError(f"{path}: data[{a}] has no 'paragraphs' list")
         title = article.get("title", "")
@@ -71,7 +54,6 @@ def _squad_nested_to_records(obj: dict, path: str) -> list[dict]:
                         "text": [x.get("text") if isinstance(x, dict) else None for x in answers],
                         "answer_start": [x.get("answer_start") if isinstance(x, dict) else None for x in answers],
                     },
-                    "is_impossible": bool(qa.get("is_impossible", False)),
                     "_row": f"{where}.qas[{q}]",
                 })
     return records
@@ -93,12 +75,16 @@ def _read_parquet(path: str) -> list:
 
 def _read_json_records(path: str) -> list:
     """Official nested SQuAD JSON (flattened), a list of records, or ``{"data": [records]}``."""
-    obj = _read_json(path)
-    if isinstance(obj, dict) and isinstance(obj.get("data"), list) and obj["data"] and \
-            isinstance(obj["data"][0], dict) and "paragraphs" in obj["data"][0]:
-        return _squad_nested_to_records(obj, path)
-    if isinstance(obj, dict) and isinstance(obj.get("data"), list):
-        return obj["data"]
+    try:
+        with open(path, encoding="utf-8") as fh:
+            obj = json.load(fh)
+    except json.JSONDecodeError as err:
+        raise QAInputError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from None
+    data = obj.get("data") if isinstance(obj, dict) else None
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "paragraphs" in data[0]:
+        return _squad_nested_to_records(data, path)
+    if isinstance(data, list):
+        return data
     if isinstance(obj, list):
         return obj
     raise QAInputError(f"{path}: expected the SQuAD layout {{'data': [...]}} or a list of records")
@@ -111,11 +97,10 @@ READERS: dict[str, Callable[[str], list]] = {
     ".csv": _read_csv,
     ".parquet": _read_parquet,
 }
-LOCAL_SUFFIXES = tuple(READERS)
 
 
 def is_local(path_or_name: str) -> bool:
-    return path_or_name.lower().endswith(LOCAL_SUFFIXES) or os.sep in path_or_name or os.path.exists(path_or_name)
+    return path_or_name.lower().endswith(tuple(READERS)) or os.sep in path_or_name or os.path.exists(path_or_name)
 
 
 def load_local_records(path: str) -> list[dict]:

@@ -1,9 +1,5 @@
 """Samplers: resumable epoch orders, length-grouped training batches, length-sorted evaluation (torch only).
-
-    sampler = LengthGroupedSampler(lengths, batch_size=32, seed=0, epoch_fn=lambda: trainer.current_epoch)
-    sampler = ShardedSampler(sampler, num_replicas=world_size, rank=rank)   # DDP: each rank's share, resumable
-
-Every training order depends only on ``(seed, epoch)`` so that a run resumed mid-epoch sees exactly the batches an
+Every training order depends only on ``(seed, epoch)``, so that a run resumed mid-epoch sees exactly the batches an
 uninterrupted run would have seen (``skip_fn`` says how many samples of the epoch were already consumed).
 """
 
@@ -15,20 +11,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 from torch.utils.data import DistributedSampler, Sampler
 
-__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "OrderSampler", "sorted_by_length"]
-
-
-class OrderSampler(Sampler[int]):
-    """Yields a fixed index order (length-sorted evaluation; the gather puts features back in dataset order)."""
-
-    def __init__(self, order: np.ndarray):
-        self.order = np.asarray(order).tolist()
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order)
-
-    def __len__(self) -> int:
-        return len(self.order)
+__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "sorted_by_length"]
 
 
 def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
@@ -37,11 +20,7 @@ def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
 
 
 class EpochSampler(Sampler[int]):
-    """A deterministic order per epoch that can resume mid-epoch.
-
-    The order of epoch ``e`` depends only on ``(seed, e)``, never on a global RNG or on how often it was iterated,
-    so a resumed run sees exactly the batches an uninterrupted run would have seen; ``skip_fn(epoch)`` says how many
-    leading samples of that epoch were already consumed before a checkpoint (0 normally).
+    """A deterministic order per epoch (a permutation seeded with ``seed + epoch``) that can resume mid-epoch.
 
     Args:
         n: dataset size.
@@ -91,11 +70,9 @@ class EpochSampler(Sampler[int]):
 class ShardedSampler(DistributedSampler):
     """One DDP rank's share of an :class:`EpochSampler`'s order, resumable mid-epoch.
 
-    Sharded exactly as Lightning's ``DistributedSamplerWrapper`` shards a custom training sampler (positions of the
-    order permuted with ``seed + epoch``, padded with the first ones to a multiple of the world size, rank r taking
-    every ``num_replicas``-th from r), so an uninterrupted run sees the batches it always saw. After a resume each
-    rank skips its own first ``skip / num_replicas`` indices: the batches every rank had done (the global skip is
-    batches x batch size x world size). Lightning uses a ``DistributedSampler`` as it is.
+    Sharded exactly as Lightning's ``DistributedSamplerWrapper`` shards a custom sampler, so an uninterrupted run
+    sees the batches it always saw; after a resume each rank skips its own first ``skip / num_replicas`` indices
+    (the global skip is batches x batch size x world size).
 
     Args:
         inner: the epoch order (``EpochSampler`` or ``LengthGroupedSampler``).
@@ -110,13 +87,6 @@ class ShardedSampler(DistributedSampler):
                          drop_last=False)
         self.inner = inner
 
-    @classmethod
-    def of(cls, inner: EpochSampler, trainer) -> Sampler:
-        """``inner`` itself in one process; under DDP (``trainer.world_size > 1``) this rank's share of it."""
-        if trainer is None or trainer.world_size <= 1:
-            return inner
-        return cls(inner, trainer.world_size, trainer.global_rank)
-
     def __iter__(self) -> Iterator[int]:
         self.epoch = self.inner.current_epoch()  # also right before Lightning's set_epoch of a resumed epoch
         order, skip = self.inner.epoch_order()
@@ -128,9 +98,7 @@ class LengthGroupedSampler(EpochSampler):
     """Random order with similar lengths close together (the idea of HF's ``group_by_length``).
 
     Each epoch: a seeded permutation is cut into mega-batches of ``mega_factor * batch_size`` indices, each sorted
-    by length and cut into batches, whose order inside the mega-batch is then shuffled: a batch holds features of
-    similar length while the sequence of batches stays random. The batch holding the longest feature goes first, so
-    an out-of-memory shows up in the first step, not hours later.
+    by length and cut into batches, whose order inside the mega-batch is then shuffled.
 
     Args:
         lengths: token count of every feature.

@@ -1,16 +1,7 @@
 """Raw QA examples from local files or the Hugging Face hub, validated, as a flat ``datasets.Dataset``.
-
-    from qa_lightning.data.sources import load_split
-    ds, report = load_split(path_or_name="dev-v1.1.json", split="validation")
-
-Local files are read by ``formats.py``; every source ends up with the columns ``id, title, context, question, answers`` where ``answers`` is
-``{"text": [...], "answer_start": [...]}`` (the layout of the hub's ``squad``). Local formats: the official nested
-SQuAD JSON (``{"data": [{"paragraphs": [{"context", "qas": [...]}]}]}``), flat ``.json`` (a list of records or
-``{"data": [records]}``), ``.jsonl``, ``.csv`` and ``.parquet``. Column names are configurable.
-
-Bad input is a :class:`~qa_lightning.errors.QAInputError` naming the file and row; rows that are safe to skip
-(training rows whose answer cannot be found in the context) are counted in the returned report instead.
-Validation rows are never dropped: every evaluation example gets a prediction.
+Every source ends up with the hub ``squad`` columns ``id, title, context, question, answers`` (``answers``:
+``{"text": [...], "answer_start": [...]}``). Bad input is a ``QAInputError`` naming the file and row; training
+rows that are safe to skip are counted in the report, and evaluation rows are never dropped.
 """
 
 from __future__ import annotations
@@ -22,8 +13,8 @@ from typing import Any, Iterable
 from ..errors import QAInputError
 from .formats import is_local, load_local_records
 
-__all__ = ["ColumnNames", "LoadReport", "load_split", "load_local_records", "normalise_records", "check_unanswerable",
-           "to_dataset", "is_local"]
+__all__ = ["ColumnNames", "LoadReport", "load_split", "normalise_records", "check_unanswerable", "to_dataset"]
+
 
 @dataclass(frozen=True)
 class ColumnNames:
@@ -63,7 +54,6 @@ class LoadReport:
         return ", ".join(parts)
 
 
-# ------------------------------------------------------------------------------------------------ validation
 def _flat_answers(raw: Any, where: str, path: str, cols: ColumnNames) -> dict:
     """Accept {text: [...], answer_start: [...]}, a list of {text, answer_start}, or a JSON string of either."""
     if raw is None or raw == "":
@@ -143,23 +133,17 @@ def _placed_answers(answers: dict, context: str, report: LoadReport, training: b
     return texts, starts
 
 
-def normalise_records(rows: Iterable[dict], source: str, split: str, cols: ColumnNames = ColumnNames(),
-                      require_answers: bool | None = None) -> tuple[list[dict], LoadReport]:
-    """Validate rows and bring them to the standard columns; repair or count bad answers.
-
-    Args:
-        rows: raw records (from :func:`load_local_records` or a hub dataset).
-        source: file or dataset name for messages.
-        split: "train" skips examples whose answer cannot be placed; other splits keep every example.
-        require_answers: fail when a row has no answer column at all (default: for "train").
-    """
+def normalise_records(rows: Iterable[dict], source: str, split: str,
+                      cols: ColumnNames = ColumnNames()) -> tuple[list[dict], LoadReport]:
+    """Validate raw rows (``source``: the file or dataset named in messages) and bring them to the standard columns.
+    ``split`` "train" needs an answer column and skips examples whose answer cannot be placed; other splits keep every
+    example."""
     report = LoadReport(source=source)
     training = split == "train"
-    require_answers = training if require_answers is None else require_answers
     out, seen = [], {}
     for i, row in enumerate(rows):
         where = row.get("_row", f"row {i}")
-        context, question = _checked_text(row, where, source, cols, require_answers)
+        context, question = _checked_text(row, where, source, cols, training)
         qid = row.get(cols.id)
         qid = str(qid) if qid not in (None, "") else f"{split}-{i}"
         if qid in seen:
@@ -201,8 +185,7 @@ def to_dataset(records: list[dict]):
         "answers": {"text": datasets.Sequence(datasets.Value("string")),
                     "answer_start": datasets.Sequence(datasets.Value("int32"))},
     })
-    columns = {k: [r[k] for r in records] for k in features}
-    return datasets.Dataset.from_dict(columns, features=features)
+    return datasets.Dataset.from_list(records, features=features)
 
 
 def _load_hub(name: str, config: str | None, split: str):
@@ -222,17 +205,9 @@ def _load_hub(name: str, config: str | None, split: str):
 
 def load_split(path_or_name: str, split: str, config: str | None = None, cols: ColumnNames = ColumnNames(),
                max_samples: int | None = None, version_2_with_negative: bool | None = None):
-    """Load one split from a local file or a hub dataset, validated; returns ``(datasets.Dataset, LoadReport)``.
-
-    Args:
-        path_or_name: a local file path, or a hub dataset name such as ``squad``.
-        split: "train", "validation", "test" or "predict" (hub split names for hub datasets).
-        config: hub dataset configuration name.
-        cols: column names in the source.
-        max_samples: keep only the first N examples (quick runs).
-        version_2_with_negative: the run's SQuAD v2 setting; False refuses questions with an empty answer list
-            (:func:`check_unanswerable`) except in the "predict" split, where answers do not matter. None: no check.
-    """
+    """One split of a local file or a hub dataset (``config``: its configuration), validated, its first
+    ``max_samples`` examples; returns ``(datasets.Dataset, LoadReport)``. ``version_2_with_negative`` False refuses
+    questions with an empty answer list (:func:`check_unanswerable`) except in "predict"; None: no check."""
     if is_local(path_or_name):
         rows = load_local_records(path_or_name)
     else:
@@ -242,7 +217,7 @@ def load_split(path_or_name: str, split: str, config: str | None = None, cols: C
         rows = hub.to_list()
     if max_samples is not None:
         rows = rows[:max_samples]
-    records, report = normalise_records(rows, path_or_name, split, cols, require_answers=split == "train")
+    records, report = normalise_records(rows, path_or_name, split, cols)
     if version_2_with_negative is not None and split != "predict":
         check_unanswerable(report, version_2_with_negative)
     return to_dataset(records), report
