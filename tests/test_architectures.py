@@ -37,7 +37,7 @@ def run_args(folder, root, *extra) -> list[str]:
             "--data.stride", STRIDE, "--data.max_eval_samples", EVAL, "--data.cache_dir", root.parent / "cache",
             "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.default_root_dir", root,
             "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-            "--trainer.num_sanity_val_steps", "0", *extra]
+            "--trainer.num_sanity_val_steps", "0", "--trainer.precision", "32-true", *extra]
     return [str(a) for a in args]
 
 
@@ -100,6 +100,9 @@ def label_check(tok) -> tuple[int, int]:
 def test_architecture_end_to_end(name, tmp_path, monkeypatch, capsys):
     if not available(name):
         pytest.skip(f"transformers {transformers.__version__} has no {ARCHS[name].config}")
+    # Parity with the recipe is checked in fp32: untrained tiny models have near-tied spans that bf16 autocast (the
+    # automatic precision on CPUs with bf16 instructions) may order differently from the oracle's fp32 pass.
+    monkeypatch.setattr("qa_lightning.infer.cpu_bf16_isa", lambda: "")
     folder = tiny_model_folder(name, tmp_path / "models")
     tok = load_tokenizer(str(folder))
     assert isinstance(tok, getattr(transformers, ARCHS[name].tokenizer)) and tok.is_fast  # the real class, loaded
