@@ -191,6 +191,8 @@ def ddp_uninterrupted(uninterrupted, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(run=False, strict=True, reason="with lightning 2.6.6 a SIGTERM to the launching process of a "
+                   "2-process DDP run hangs it (no exit within 300 s): see docs/resume.md, 'Known problem'")
 def test_ddp_sigterm_saves_exits_0_and_resumes_exactly(uninterrupted, ddp_uninterrupted, tmp_path):
     """SIGTERM under 2-process DDP (Lightning's own SIGTERM path, not Ctrl-C's), sent to the launching process as
     ``kill PID`` sends it (Lightning passes it on to the other rank): the ranks stop together, last.ckpt holds both
