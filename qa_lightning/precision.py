@@ -9,6 +9,7 @@ GPUs: bf16 mixed where supported, else fp16 mixed. CPUs: bf16 mixed only with na
 
 from __future__ import annotations
 
+import inspect
 import sys
 from typing import Optional
 
@@ -56,11 +57,20 @@ def cpu_bf16_isa() -> str:
     return found
 
 
+def gpu_bf16() -> bool:
+    """Whether the current GPU computes in bf16 natively (compute capability 8.0+, or ROCm). Not torch's default
+    answer: recent torch's ``is_bf16_supported()`` also says yes for GPUs that merely store bf16 tensors (V100, T4),
+    where bf16 arithmetic is emulated and slower than fp16."""
+    if "including_emulation" in inspect.signature(torch.cuda.is_bf16_supported).parameters:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    return torch.cuda.is_bf16_supported()  # older torch: it checks compute capability 8.0+ itself
+
+
 def choose_precision(accelerator: object) -> tuple[Optional[str], str]:
     """(precision for Lightning or None for its default, the reason in words) for ``--trainer.accelerator``."""
     wants_gpu = accelerator in (None, "auto", "gpu", "cuda") and torch.cuda.is_available()
     if wants_gpu:
-        if torch.cuda.is_bf16_supported():
+        if gpu_bf16():
             return "bf16-mixed", "the GPU supports bf16"
         return "16-mixed", "the GPU has no bf16"
     if accelerator not in (None, "auto", "cpu"):

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -96,3 +100,54 @@ def test_manifest_records_every_file(built):
     assert {"report.txt", os.path.join("features", "state.json"), os.path.join("examples", "dataset_info.json")} \
         <= set(manifest)
     assert all(size >= 0 and len(digest) == 64 for size, digest in manifest.values())
+
+
+
+# One process that builds the validation cache of make_dm(cache): it says it is ready (everything imported), then
+# starts when the file `go` appears.
+BUILDER = """
+import hashlib, json, os, sys, time, warnings
+cache, go, tests = sys.argv[1:4]
+sys.path.insert(0, tests)
+from test_cache import make_dm
+dm = make_dm(cache)
+open(go + f".ready-{os.getpid()}", "w").close()
+while not os.path.exists(go):
+    time.sleep(0.002)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    dm.setup("validate")
+ids = json.dumps(list(dm.val_dataset["input_ids"])).encode()
+print(json.dumps({"status": dm.cache_status["validation"], "ids": hashlib.sha256(ids).hexdigest(),
+                  "warnings": [str(w.message) for w in caught if "feature cache" in str(w.message)]}))
+"""
+
+
+@pytest.mark.slow
+def test_two_runs_building_the_same_cache_at_once_both_finish(built, tmp_path):
+    """Two processes start building the same split's cache at the same moment: both finish with the right features,
+    and the cache left behind verifies against its manifest and loads (a third run hits it)."""
+    _, path, input_ids = built
+    cache, go = tmp_path / "cache", tmp_path / "go"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    tests = os.path.dirname(os.path.abspath(__file__))
+    procs = [subprocess.Popen([sys.executable, "-c", BUILDER, str(cache), str(go), tests], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    deadline = time.time() + 300
+    while len(list(tmp_path.glob("go.ready-*"))) < 2:
+        assert time.time() < deadline and all(p.poll() is None for p in procs), "a builder did not start"
+        time.sleep(0.01)
+    go.touch()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-3000:]
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    assert [r["status"] for r in results] == ["built", "built"], results  # neither found the other's cache
+    expected = hashlib.sha256(json.dumps(list(input_ids)).encode()).hexdigest()
+    assert [r["ids"] for r in results] == [expected, expected]
+    assert verify_split(str(cache / os.path.basename(path))) is None
+    dm = make_dm(str(cache))
+    dm.setup("validate")
+    assert dm.cache_status == {"validation": "hit"} and dm.val_dataset["input_ids"] == input_ids
+    assert [p for p in os.listdir(cache) if p.startswith(".")] == []  # no temporary or discarded folder left

@@ -179,3 +179,45 @@ def test_ddp_ctrl_c_saves_on_every_rank_and_resumes_exactly(uninterrupted, tmp_p
     a, b = load(full / "lightning_logs/version_0/checkpoints/last.ckpt"), load(last)
     assert a["global_step"] == b["global_step"] == 66
     assert max_diff(a["state_dict"], b["state_dict"]) <= 1e-6
+
+
+@pytest.fixture(scope="module")
+def ddp_uninterrupted(uninterrupted, tmp_path_factory):
+    """The 2-process DDP run without interruption: its final last.ckpt."""
+    root = tmp_path_factory.mktemp("ddp_full")
+    subprocess.run(fit_cmd(root, uninterrupted / "cache", "--trainer.devices", "2", "--trainer.strategy", "ddp"),
+                   cwd=ROOT, env=ENV, check=True, capture_output=True, timeout=900)
+    return load(root / "lightning_logs/version_0/checkpoints/last.ckpt")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(run=False, strict=True, reason="with lightning 2.6.6 a SIGTERM to the launching process of a "
+                   "2-process DDP run hangs it (no exit within 300 s): see docs/resume.md, 'Known problem'")
+def test_ddp_sigterm_saves_exits_0_and_resumes_exactly(uninterrupted, ddp_uninterrupted, tmp_path):
+    """SIGTERM under 2-process DDP (Lightning's own SIGTERM path, not Ctrl-C's), sent to the launching process as
+    ``kill PID`` sends it (Lightning passes it on to the other rank): the ranks stop together, last.ckpt holds both
+    ranks' state mid-epoch, exit status 0, and the resumed run ends with the uninterrupted run's weights."""
+    ddp = ["--trainer.devices", "2", "--trainer.strategy", "ddp"]  # no step checkpoints: only SIGTERM saves mid-epoch
+    cache, root = uninterrupted / "cache", tmp_path / "root"
+    proc = subprocess.Popen(fit_cmd(root, cache, *ddp), cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    run = root / "lightning_logs" / "version_0" / "checkpoints"
+    t0 = time.time()
+    while not any(run.glob("epoch0-*.ckpt")):  # epoch 0 (33 steps of 2 x 4) has ended
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        assert time.time() - t0 < 300, "no epoch checkpoint appeared"
+        time.sleep(0.01)
+    time.sleep(1.0)  # a few steps into epoch 1
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    last = run / "last.ckpt"
+    saved = load(last)
+    assert saved["epoch"] == 1 and saved["global_step"] > 33 and saved["SquadDataModule"]["mid_epoch"]
+    assert len(saved["qa_lightning_rng_ranks"]) == 2 and "Traceback" not in out
+    done = subprocess.run(fit_cmd(root, cache, *ddp, "--ckpt_path", "last"), cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    final = load(last)
+    assert final["global_step"] == ddp_uninterrupted["global_step"] == 66
+    assert max_diff(ddp_uninterrupted["state_dict"], final["state_dict"]) <= 1e-6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -119,11 +120,14 @@ def test_installed_wheel_imports_and_runs_from_another_directory(tmp_path):
     assert "{fit,validate,test,predict,ask,export}" in proc.stdout
 
 
-def test_readme_layout_table_lists_every_module():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Layout"):readme.index("Where a change goes")]
+def test_layout_table_lists_every_module_and_only_modules():
+    """docs/layout.md's table (linked from the README) names every module of the package, and only existing ones."""
+    page = (ROOT / "docs" / "layout.md").read_text()
+    table = page[:page.index("Where a change goes")]
     for path in PKG.rglob("*.py"):
         if path.name in ("__init__.py", "__main__.py"):
             continue
         rel = path.relative_to(PKG).as_posix()
-        assert f"`{rel}`" in table or f"`qa_lightning/{rel}`" in table, f"README layout table misses {rel}"
+        assert f"`{rel}`" in table or f"`qa_lightning/{rel}`" in table, f"docs/layout.md misses {rel}"
+    for name in re.findall(r"^\| `(?:qa_lightning/)?((?!tests/)[\w/]+\.py)`", table, flags=re.M):
+        assert (PKG / name).is_file(), f"docs/layout.md lists {name}, which is not a file of the package"

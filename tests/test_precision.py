@@ -106,3 +106,47 @@ def test_inference_follows_the_same_rule(monkeypatch, no_gpu):
     for isa, bf16 in (("", False), ("avx512_bf16", True)):
         monkeypatch.setattr(precision, "cpu_bf16_isa", lambda isa=isa: isa)
         assert infer.QAModel(model, tok).bf16 is bf16  # autocast in QAModel._logits, as predict runs
+
+
+def _gpu(monkeypatch, major: int) -> None:
+    """A CUDA machine as torch sees it: one GPU of compute capability ``major``.0 that can hold bf16 tensors (every
+    CUDA GPU torch supports can, V100 and T4 included: their bf16 arithmetic is emulated). torch's own
+    ``is_bf16_supported`` answers from these facts."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: types.SimpleNamespace(major=major))
+    if hasattr(torch.cuda, "_check_bf16_tensor_supported"):
+        monkeypatch.setattr(torch.cuda, "_check_bf16_tensor_supported", lambda device: True)
+    monkeypatch.setattr(torch.version, "hip", None)
+
+
+@pytest.mark.parametrize("major, expected", [(7, "16-mixed"), (8, "bf16-mixed"), (9, "bf16-mixed")])
+def test_gpus_without_native_bf16_get_fp16_mixed(monkeypatch, capsys, major, expected):
+    """V100/T4 (7.x) get fp16 mixed although torch can store bf16 tensors there; A100 (8.0) and H100/H200 (9.0) get
+    bf16 mixed; the CPU's bf16 instructions play no part when the GPU is used."""
+    _cpu(monkeypatch, "avx512_bf16")
+    _gpu(monkeypatch, major)
+    for accelerator in (None, "auto", "gpu", "cuda"):
+        assert precision.auto_precision(accelerator) == expected
+        assert f"precision: {expected}, chosen because the GPU " in capsys.readouterr().err
+
+
+def test_a_gpu_without_bf16_gets_fp16_mixed_from_the_cli(monkeypatch, tmp_path):
+    """On a V100-like GPU, --trainer.precision left unset becomes 16-mixed in the config the CLI hands to the Trainer
+    (no Trainer is built: there is no GPU here); an explicit precision wins; a CPU run follows the CPU rule."""
+    from qa_lightning.cli import QACLI
+    from qa_lightning.data.datamodule import SquadDataModule
+    from qa_lightning.module import QAModule
+
+    _cpu(monkeypatch, "avx512_bf16")
+    _gpu(monkeypatch, 7)
+    monkeypatch.setattr(QACLI, "instantiate_classes", lambda self: None)
+    monkeypatch.setattr(QACLI, "after_instantiate_classes", lambda self: None)
+    common = ["--model.model_name_or_path", str(TINY_BERT), "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(tmp_path)]
+    cli = QACLI(QAModule, SquadDataModule, run=False, args=common)
+    assert cli.config.trainer.precision == "16-mixed"
+    cli = QACLI(QAModule, SquadDataModule, run=False, args=[*common, "--trainer.precision", "32-true"])
+    assert cli.config.trainer.precision == "32-true"  # an explicit precision wins
+    cli = QACLI(QAModule, SquadDataModule, run=False, args=[*common, "--trainer.accelerator", "cpu"])
+    assert cli.config.trainer.precision == "bf16-mixed"  # a CPU run on a GPU machine follows the CPU rule
