@@ -1,7 +1,4 @@
 """qa_lightning: fine-tune Hugging Face encoders for extractive question answering (SQuAD) with PyTorch Lightning.
-
-    python -m qa_lightning fit                          # the reference recipe (bert-base-cased on SQuAD v1.1)
-    from qa_lightning import QAModule, SquadDataModule  # imported lazily: the pure modules need no Lightning
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ from __future__ import annotations
 import importlib
 import sys
 
-__all__ = ["COMMANDS", "main"]
-
 # The subcommands outside the Lightning CLI (each module has run(argv)) and their help lines.
 COMMANDS = {"ask": "Answer questions with a trained model (an export folder or a .ckpt of fit).",
             "export": "Export a checkpoint as a Hugging Face model folder with its settings and model card."}

@@ -1,9 +1,5 @@
 """``python -m qa_lightning ask``: answer questions with a trained model from the command line.
 
-    python -m qa_lightning ask --model runs/demo/lightning_logs/version_0/export \\
-        --question "Who wrote it?" --context "..."              # or --context-file FILE; --top-k 3
-    python -m qa_lightning ask --model DIR < questions.jsonl > answers.jsonl
-
 JSON lines ``{"id", "question", "context"}`` in give ``{"id", "answer", "start", "end", "score"}`` lines out, in
 order (``"answers"`` too with ``--top-k`` > 1, ``"no_answer"`` for SQuAD v2 models). The work is ``infer.QAModel``'s.
 """
@@ -16,8 +12,6 @@ import os
 import sys
 
 from .errors import OneLineParser, QAInputError
-
-__all__ = ["run", "read_jsonl"]
 
 # Flags that override a recorded QAModel setting (--max-length -> max_length; --null-threshold: the v2 threshold)
 _INT_SETTINGS = ("max_length", "stride", "n_best", "max_answer_length", "batch_size")

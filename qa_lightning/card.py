@@ -12,8 +12,6 @@ import yaml
 
 from .hf import resolve_model_path
 
-__all__ = ["render_card", "model_index"]
-
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 

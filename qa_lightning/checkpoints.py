@@ -20,10 +20,6 @@ from typing import Any, Callable, Iterable, Optional
 from .errors import QAInputError
 from .resume import UnusableCheckpoint, find_last_checkpoint, read_checkpoint, training_state, weights_mismatch
 
-__all__ = ["follow_root_dir", "check_logger_installed", "launch_rank_zero", "run_folder", "allocate_version",
-           "continued_folder", "reroot_record", "run_folders", "resolve_checkpoint", "given_model_keys",
-           "model_settings", "check_weights_fit"]
-
 _VERSIONED_LOGGERS = ("CSVLogger", "TensorBoardLogger")
 
 

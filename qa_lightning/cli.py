@@ -1,8 +1,5 @@
 """``fit|validate|test|predict`` of ``python -m qa_lightning`` (``__main__.py``) through one LightningCLI subclass.
 
-    python -m qa_lightning fit                                   # reference recipe: bert-base-cased, SQuAD v1.1
-    python -m qa_lightning validate --config configs/debug.yaml --ckpt_path last
-
 What this subclass adds to LightningCLI: the model's tokenizer linked to the data's; the automatic precision
 (``precision.py``); the always-on callbacks (``--checkpoint.*``, ``--lr_monitor.*``, ``--export.*``,
 ``--crash_safety.*``, and the learning curves); the recipe's defaults for Lightning's classes (``PARSER_DEFAULTS``);
@@ -36,8 +33,6 @@ from .module import QAModule
 from .plots import LearningCurves
 from .precision import auto_precision
 from .resume import training_state
-
-__all__ = ["QACLI", "main", "PARSER_DEFAULTS", "carry_metrics_history"]
 
 # The recipe's values for the Lightning classes (our own classes' defaults are their signatures). Set through the
 # parser so --print_config shows them and flags can change them.

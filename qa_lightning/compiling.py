@@ -20,8 +20,6 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["check_compile_args", "compile_encoder", "CompileReport", "RECOMPILE_LIMIT"]
-
 log = logging.getLogger(__name__)
 
 # Distinct (grad mode, batch size, length) combinations a run may compile: 2 stages x (buckets + short last batches).

@@ -1,8 +1,5 @@
 """Crash safety and exact resume: ``last.ckpt`` always holds the newest state (Ctrl-C and SIGTERM save it), written
 atomically; a resumed run continues the same random streams and keeps its record.
-
-    python -m qa_lightning fit --crash_safety.every_n_train_steps 500   # last.ckpt every 500 steps too
-    python -m qa_lightning fit ... --ckpt_path last                      # exact resume in the same run folder
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from .checkpoints import reroot_record
 from .files import atomic_path
 from .resume import collect_rng_states, gather_rng_states, read_checkpoint, set_rng_states
-
-__all__ = ["CrashSafety", "ExactResume", "AtomicCheckpointIO", "resume_command"]
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,6 @@ import time
 
 from .errors import OneLineParser, QAInputError, user_errors
 
-__all__ = ["pipeline_agreement", "ask_example", "main"]
-
 
 def pipeline_agreement(export_dir: str, examples, predictions: dict, max_length: int, stride: int,
                        batch_size: int = 32) -> tuple[float, int, list]:

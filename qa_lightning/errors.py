@@ -8,8 +8,6 @@ import contextlib
 import sys
 from typing import Iterator
 
-__all__ = ["QAInputError", "user_errors", "OneLineParser"]
-
 
 class QAInputError(ValueError):
     """Bad input or configuration from the user (a missing file, a malformed row, an impossible option)."""

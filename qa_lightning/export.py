@@ -18,9 +18,6 @@ from .files import atomic_path
 from .hf import build_model, load_tokenizer
 from .resume import UnusableCheckpoint, read_checkpoint, weights_mismatch
 
-__all__ = ["SETTINGS_FILE", "SETTINGS", "inference_settings", "run_metadata", "framework_versions",
-           "model_from_checkpoint", "save_hf_directory", "export_checkpoint", "run"]
-
 SETTINGS_FILE = "qa_lightning.json"
 RUN_KEY = "qa_lightning_run"  # what ExportCallback stores in every checkpoint: metrics, sizes, time, hardware
 

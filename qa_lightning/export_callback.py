@@ -1,8 +1,5 @@
 """ExportCallback: the best checkpoint exported as a Hugging Face folder with its model card after ``fit``; optional
 hub pushes on a background thread (training never waits for the network; a failed push is a warning).
-
-    python -m qa_lightning fit --export.dirpath my_model               # where the best model is exported
-    python -m qa_lightning fit --export.hub_model_id me/bert-squad     # upload at each validation end and after fit
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from .checkpoints import run_folder
 from .export import RUN_KEY, export_checkpoint, run_metadata, save_hf_directory
 from .precision import cpuinfo_field
-
-__all__ = ["ExportCallback", "HubPusher", "hub_client"]
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,6 @@ import tempfile
 import uuid
 from typing import Iterator
 
-__all__ = ["atomic_path", "discard", "write_json"]
-
 
 @contextlib.contextmanager
 def atomic_path(path: str, folder: bool = False) -> Iterator[str]:

@@ -15,8 +15,6 @@ from torch import nn
 
 from .errors import QAInputError
 
-__all__ = ["resolve_model_path", "load_tokenizer", "hub_hint", "build_model", "optimizer_groups", "env_defaults"]
-
 log = logging.getLogger(__name__)
 
 

@@ -28,8 +28,6 @@ from .export import SETTINGS, SETTINGS_FILE, inference_settings, model_from_chec
 from .hf import build_model, load_tokenizer
 from .precision import choose_precision
 
-__all__ = ["Answer", "QAModel", "load_model_and_settings", "check_record"]
-
 
 @dataclass
 class Answer:

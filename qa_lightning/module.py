@@ -27,8 +27,6 @@ from .hf import build_model, optimizer_groups
 from .packing import add_pack_index, enable_packed_attention, packed_forward
 from .precision import clip_gradients
 
-__all__ = ["QAModule"]
-
 # Lightning's evaluation stages -> the split evaluated and the prefix of its logged metrics (predict: not scored)
 _SPLITS = {RunningStage.VALIDATING: ("validation", "val"), RunningStage.TESTING: ("test", "test"),
            RunningStage.PREDICTING: ("predict", None)}

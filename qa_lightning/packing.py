@@ -22,9 +22,6 @@ import torch.nn.functional as F
 from .data.batching import NON_MODEL_KEYS
 from .errors import QAInputError
 
-__all__ = ["ATTN_NAME", "PACK_KEYS", "SUPPORTED_MODEL_TYPES", "add_pack_index", "enable_packed_attention",
-           "packed_forward", "qa_loss"]
-
 ATTN_NAME = "qa_packed_sdpa"
 PACK_KEYS = ("pack_index", "pack_offsets", "pack_max_len")
 SUPPORTED_MODEL_TYPES = ("bert",)  # absolute positions = column index, token types, attention via the registry

@@ -1,20 +1,14 @@
 """Learning curves from Lightning's CSV log: train loss and validation EM/F1 against optimizer steps, as a PNG, drawn
-after ``fit`` by the ``LearningCurves`` callback (the CLI always adds it) or by hand.
-
-    python -m qa_lightning.plots lightning_logs/version_0/metrics.csv   # writes learning_curves.png beside it
-"""
+after ``fit`` by the ``LearningCurves`` callback (the CLI always adds it)."""
 
 from __future__ import annotations
 
 import csv
 import os
-import sys
 
 import lightning as L
 
 from .checkpoints import run_folder
-
-__all__ = ["plot_learning_curves", "validation_points", "LearningCurves"]
 
 
 def validation_points(rows: list[dict], key: str) -> list[tuple[float, float]]:
@@ -76,7 +70,3 @@ class LearningCurves(L.Callback):
         if os.path.isfile(csv_path):
             plot_learning_curves(csv_path, os.path.join(os.path.dirname(csv_path), "learning_curves.png"))
 
-
-if __name__ == "__main__":
-    path = sys.argv[1] if len(sys.argv) > 1 else "metrics.csv"
-    print(plot_learning_curves(path, os.path.join(os.path.dirname(os.path.abspath(path)), "learning_curves.png")))

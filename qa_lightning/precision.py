@@ -17,8 +17,6 @@ import torch
 
 from .checkpoints import launch_rank_zero  # the launchers' rank variables, no Lightning import
 
-__all__ = ["auto_precision", "choose_precision", "cpu_bf16_isa", "cpuinfo_field", "clip_gradients"]
-
 # Instruction sets with native bf16 matrix arithmetic, as torch's capability dict and /proc/cpuinfo name them.
 BF16_ISAS = ("amx_bf16", "avx512_bf16")
 CPUINFO = "/proc/cpuinfo"

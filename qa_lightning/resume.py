@@ -20,9 +20,6 @@ import torch
 
 from .errors import QAInputError
 
-__all__ = ["collect_rng_states", "gather_rng_states", "set_rng_states", "UnusableCheckpoint", "read_checkpoint",
-           "weights_mismatch", "training_state", "find_last_checkpoint", "position_identity", "check_same_position"]
-
 # Data settings a saved mid-epoch position depends on (the feature fingerprint covers file bytes and the tokenizer;
 # these name the difference in the message). batch_size, seed and group_by_length fix the epoch's batch order.
 POSITION_SETTINGS = ("model_name_or_path", "train_file", "dataset_name", "dataset_config_name", "max_length", "stride",

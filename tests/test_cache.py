@@ -117,8 +117,8 @@ while not os.path.exists(go):
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     dm.setup("validate")
-ids = json.dumps(list(dm.val_dataset["input_ids"])).encode()
-print(json.dumps({"status": dm.cache_status["validation"], "ids": hashlib.sha256(ids).hexdigest(),
+ids = json.dumps(list(dm.features["validation"]["input_ids"])).encode()
+print(json.dumps({"status": dm.splits.status["validation"], "ids": hashlib.sha256(ids).hexdigest(),
                   "warnings": [str(w.message) for w in caught if "feature cache" in str(w.message)]}))
 """
 
@@ -149,5 +149,5 @@ def test_two_runs_building_the_same_cache_at_once_both_finish(built, tmp_path):
     assert verify_split(str(cache / os.path.basename(path))) is None
     dm = make_dm(str(cache))
     dm.setup("validate")
-    assert dm.cache_status == {"validation": "hit"} and dm.val_dataset["input_ids"] == input_ids
+    assert dm.splits.status == {"validation": "hit"} and dm.features["validation"]["input_ids"] == input_ids
     assert [p for p in os.listdir(cache) if p.startswith(".")] == []  # no temporary or discarded folder left

@@ -11,8 +11,6 @@ from typing import Sequence
 import numpy as np
 import torch
 
-__all__ = ["QACollator", "NON_MODEL_KEYS"]
-
 # Columns that are padded (value used for padding) -- anything else is stacked as is.
 _PAD_VALUES = {"attention_mask": 0, "token_type_ids": 0, "special_tokens_mask": 1}
 # Batch entries that are bookkeeping, not model inputs: the feature's row and the padding added on the left

@@ -10,9 +10,6 @@ from typing import Sequence, Union
 
 import numpy as np
 
-__all__ = ["DEFAULT_AUTO_BUCKETS", "auto_buckets", "padding_cost", "parse_bucket_spec", "feature_lengths",
-           "buckets_for"]
-
 DEFAULT_AUTO_BUCKETS = 4
 
 BucketSpec = Union[str, Sequence[int], None]

@@ -14,9 +14,6 @@ from typing import Any, Callable
 
 from ..files import atomic_path, discard
 
-__all__ = ["FEATURES_VERSION", "tokenizer_fingerprint", "fingerprint", "save_split", "verify_split", "ensure_split",
-           "load_split_cache"]
-
 MANIFEST = "manifest.json"
 _EDGE = 1 << 20  # files up to this size are hashed whole; larger ones at both ends (Arrow: schema ... end marker)
 

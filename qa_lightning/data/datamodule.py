@@ -23,8 +23,6 @@ from .position import TrainingPosition
 from .sources import ColumnNames
 from .splits import SplitStore
 
-__all__ = ["SquadDataModule"]
-
 SPLITS = ("train", "validation", "test", "predict")
 STAGE_SPLITS = {"fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
                 "predict": ("predict",)}

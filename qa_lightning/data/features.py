@@ -11,9 +11,6 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["prepare_train_features", "prepare_validation_features", "check_window_args", "question_budget",
-           "label_window", "cls_token_id", "cls_positions", "arrow_column", "tokenize_split"]
-
 
 def check_window_args(max_length: int, stride: int) -> None:
     """Raise ``ValueError`` for window sizes the tokenizer cannot honour."""

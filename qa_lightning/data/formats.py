@@ -10,8 +10,6 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ..errors import QAInputError
 
-__all__ = ["READERS", "is_local", "load_local_records", "jsonl_lines"]
-
 
 def jsonl_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, Any]]:
     """(line number, value) of each non-blank JSON line; a malformed line is a QAInputError naming it."""

@@ -13,8 +13,6 @@ from .batching import QACollator
 from .buckets import feature_lengths
 from .samplers import EpochSampler, LengthGroupedSampler, ShardedSampler, sorted_by_length
 
-__all__ = ["model_columns", "make_loader", "train_sampler", "eval_sampler"]
-
 
 def model_columns(features, tokenizer) -> list[str]:
     """The columns a batch carries: the tokenizer's model inputs, the labels and ``feature_index``."""

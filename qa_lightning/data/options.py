@@ -9,8 +9,6 @@ from ..errors import QAInputError
 from .buckets import parse_bucket_spec
 from .features import check_window_args
 
-__all__ = ["check_options", "evaluation_settings"]
-
 
 def check_options(max_length: int, stride: int, length_buckets, batch_size: int, files: dict) -> None:
     """One-line errors for impossible options and missing files (``files``: option name -> path or None)."""

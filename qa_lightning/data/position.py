@@ -7,8 +7,6 @@ from typing import Callable, Optional
 
 from ..resume import check_same_position
 
-__all__ = ["TrainingPosition"]
-
 
 class TrainingPosition:
     """The epoch and the batches done in it, with what they were drawn from (``resume.position_identity``).

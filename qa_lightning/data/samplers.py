@@ -11,8 +11,6 @@ from typing import Callable, Iterator, Optional, Sequence
 import numpy as np
 from torch.utils.data import DistributedSampler, Sampler
 
-__all__ = ["EpochSampler", "LengthGroupedSampler", "ShardedSampler", "sorted_by_length"]
-
 
 def sorted_by_length(lengths: Sequence[int]) -> np.ndarray:
     """Indices ordered longest first (stable), for evaluation: similar lengths share a batch, order is undone later."""

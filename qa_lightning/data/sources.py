@@ -13,8 +13,6 @@ from typing import Any, Iterable
 from ..errors import QAInputError
 from .formats import is_local, load_local_records
 
-__all__ = ["ColumnNames", "LoadReport", "load_split", "normalise_records", "check_unanswerable", "to_dataset"]
-
 
 @dataclass(frozen=True)
 class ColumnNames:

@@ -14,8 +14,6 @@ from .cache import ensure_split, fingerprint, load_split_cache, save_split
 from .features import tokenize_split
 from .sources import ColumnNames, load_split
 
-__all__ = ["SplitStore"]
-
 
 class SplitStore:
     """Builds, caches and loads the splits ("train", "validation", "test", "predict") of one configuration.

@@ -1,6 +1,5 @@
 """Start/end logits -> answer spans (pure numpy; no Lightning, no I/O).
 
-    from qa_lightning.evaluation.decoding import decode_answers
     texts = decode_answers(start_logits, end_logits, offsets, feature_to_example, contexts)
 
 The rule is the reference recipe's n-best loop, vectorised over all features at once: per feature take the
@@ -15,8 +14,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-
-__all__ = ["topk_desc", "topk_candidates", "decode_answers", "decode_nbest", "null_scores", "apply_null_rule"]
 
 
 def _floats(x) -> np.ndarray:

@@ -16,8 +16,6 @@ import numpy as np
 
 from ..data.features import arrow_column, cls_positions
 
-__all__ = ["EvalSet", "build_eval_set", "offsets_array"]
-
 
 @dataclass
 class EvalSet:

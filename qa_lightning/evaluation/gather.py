@@ -12,8 +12,6 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["LogitCollector", "align_logits"]
-
 
 def align_logits(logits: torch.Tensor, attention_mask: Optional[torch.Tensor], width: int,
                  pad_left: Optional[torch.Tensor] = None) -> torch.Tensor:

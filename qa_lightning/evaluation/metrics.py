@@ -1,6 +1,5 @@
 """SQuAD exact match / F1 as the official evaluation scripts define them (pure Python; offline).
 
-    from qa_lightning.evaluation.metrics import squad_v1, squad_v2
     squad_v1({"id1": "Denver Broncos"}, {"id1": ["Denver Broncos", "The Broncos"]})
     # -> {"exact_match": 100.0, "f1": 100.0}
 
@@ -16,9 +15,6 @@ import string
 from typing import Mapping, Sequence
 
 from ..errors import QAInputError
-
-__all__ = ["normalize_answer", "exact_match_score", "f1_score", "squad_v1", "squad_v2", "SquadV1Scorer",
-           "evaluate_metric"]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _NO_PUNCT = str.maketrans("", "", string.punctuation)  # same characters as the script's set(string.punctuation)

@@ -23,8 +23,6 @@ from .decoding import apply_null_rule, decode_nbest, null_scores
 from .evalset import EvalSet
 from .metrics import SquadV1Scorer, squad_v1, squad_v2
 
-__all__ = ["DecodeSettings", "EvalResult", "PostProcessor", "complete_examples", "write_outputs"]
-
 log = logging.getLogger(__name__)
 
 
