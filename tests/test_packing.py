@@ -16,7 +16,7 @@ from qa_lightning.errors import QAInputError
 from qa_lightning.hf import build_model
 from qa_lightning.packing import add_pack_index, enable_packed_attention, packed_forward, qa_loss
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples
-from test_tokenizers import build_tokenizer
+from tiny_models import build_tokenizer
 
 
 def _registry_bert() -> bool:
