@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from qa_lightning.__main__ import main as entry
 from qa_lightning.export import run_metadata, save_hf_directory
@@ -30,15 +29,6 @@ def ask(*args, stdin=None, cwd=None):
     """Run the command as a user does, from another directory."""
     return subprocess.run([sys.executable, "-m", "qa_lightning", "ask", *map(str, args)], input=stdin, env=ENV,
                           cwd=cwd, capture_output=True, text=True, timeout=300)
-
-
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory):
-    torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("tiny") / "export"
-    meta = run_metadata({"model_name_or_path": str(TINY_BERT)}, {"max_length": 128, "stride": 32})
-    return save_hf_directory(build_model(str(TINY_BERT), pretrained=False).eval(), load_tokenizer(str(TINY_BERT)),
-                             str(out), meta)
 
 
 def test_one_question_prints_answer_score_and_position(tiny_export, tmp_path):

@@ -5,48 +5,14 @@ folders."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from qa_lightning.checkpoints import reroot_record
-from conftest import ROOT, TINY_BERT, TINY_DEV, TINY_TRAIN, debug_args, run_cli, versions
+from conftest import TINY_BERT, abs_args, debug_args, one_error_line, run_cli, run_elsewhere, versions
 from test_resume import CASES, damage
-
-CONFIG = ROOT / "configs" / "debug.yaml"
-
-
-def run_elsewhere(cwd: Path, *args, check=True, timeout=600, popen=False):
-    """The CLI as a user runs it from another directory: absolute config and files, no logger save_dir."""
-    cwd.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "qa_lightning", *map(str, args)]
-    if popen:
-        return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
-    return proc
-
-
-def abs_args(root: Path, cache: Path, *extra, model=TINY_BERT):
-    model_arg = ["--model.model_name_or_path", model] if model else []
-    return ["--config", CONFIG, *model_arg, "--data.train_file", TINY_TRAIN, "--data.validation_file", TINY_DEV,
-            "--trainer.default_root_dir", root, "--data.cache_dir", cache, "--trainer.enable_progress_bar", "false",
-            *extra]
-
-
-def one_error_line(proc) -> str:
-    assert proc.returncode == 2, proc.stderr[-3000:]
-    assert "Traceback" not in proc.stderr
-    return proc.stderr.strip().splitlines()[-1]
-
 
 def test_a_failed_run_leaves_no_empty_version_folder(tmp_path):
     proc = run_elsewhere(tmp_path / "cwd", "fit", *abs_args(tmp_path / "out", tmp_path / "cache",

@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
 from qa_lightning.data.features import prepare_train_features
 from qa_lightning.data.sources import load_split
 from reference import official_v2_evaluate
-from conftest import TINY_DEV, debug_args, run_cli, versions
-
-
-def synthetic_v2(path):
-    """Every other question is moved to a paragraph of another article: unanswerable there."""
-    data = json.loads(TINY_DEV.read_text())
-    paragraphs = [(a, p) for a, art in enumerate(data["data"]) for p in art["paragraphs"]]
-    rng = random.Random(0)
-    moved = []
-    for a, para in paragraphs:
-        keep = []
-        for i, qa in enumerate(para["qas"]):
-            if i % 2:
-                moved.append((a, {"id": qa["id"], "question": qa["question"], "answers": [], "is_impossible": True}))
-            else:
-                keep.append({**qa, "is_impossible": False})
-        para["qas"] = keep
-    for a, qa in moved:
-        _, para = rng.choice([(b, p) for b, p in paragraphs if b != a])
-        para["qas"].append(qa)
-    data["version"] = "v2.0"
-    path.write_text(json.dumps(data))
-    return data
+from conftest import debug_args, run_cli, synthetic_v2, versions
 
 
 def test_unanswerable_questions_are_labelled_cls(tokenizer, tmp_path):
