@@ -125,22 +125,6 @@ def test_mid_epoch_resume_with_other_features_is_refused(tmp_path):
     assert "stopped mid-epoch (epoch 0, after 10 batches)" in line and "max_length 192 -> 128" in line
 
 
-@pytest.mark.slow
-def test_concurrent_runs_get_distinct_version_folders(debug_run, tmp_path):
-    tmp, run = debug_run
-    cwd, root = tmp_path / "cwd", tmp_path / "out"
-    args = abs_args(root, tmp / "cache", "--ckpt_path", run / "checkpoints" / "last.ckpt")
-    procs = [run_elsewhere(cwd, "validate", *args, popen=True) for _ in range(2)]
-    for p in procs:
-        _, err = p.communicate(timeout=600)
-        assert p.returncode == 0, err[-3000:]
-    runs = versions(root)
-    assert [r.name for r in runs] == ["version_0", "version_1"]
-    for r in runs:
-        assert (r / "predictions.json").is_file() and (r / "eval_results.json").is_file()
-        assert (r / "config.yaml").is_file() and (r / "metrics.csv").is_file()
-
-
 def test_a_moved_run_folder_keeps_its_best_checkpoint_record(tmp_path):
     """The rule: a recorded ``<old dirpath>/NAME`` becomes ``<new dirpath>/NAME``; a file only at the old place is
     carried over; a file at neither place is said."""

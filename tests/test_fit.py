@@ -75,26 +75,6 @@ def test_cli_bad_input_one_line(tmp_path, args, needle):
 
 
 @pytest.mark.slow
-def test_ddp_validate_equals_single_process(debug_run, tmp_path):
-    tmp, run = debug_run
-    ckpt = run / "checkpoints" / "last.ckpt"
-    outs = {}
-    for devices in (1, 2):
-        root = tmp_path / f"d{devices}"
-        extra = ["--trainer.devices", devices, "--ckpt_path", ckpt, "--data.cache_dir", tmp / "cache"]
-        if devices == 2:
-            extra += ["--trainer.strategy", "ddp"]
-        run_cli("validate", *debug_args(root, *extra))
-        out_dir = versions(root)[-1]
-        outs[devices] = (json.loads((out_dir / "predictions.json").read_text()),
-                         json.loads((out_dir / "eval_results.json").read_text()))
-    (p1, r1), (p2, r2) = outs[1], outs[2]
-    assert len(p1) == 40 and p1 == p2
-    assert r1["exact_match"] == r2["exact_match"] and r1["f1"] == r2["f1"]
-    assert r1["examples"] == r2["examples"] == 40
-
-
-@pytest.mark.slow
 def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
     first = debug_args(tmp_path, "--trainer.max_steps", 10, "--checkpoint.every_n_train_steps", 5)
     run_cli("fit", *first)
@@ -112,48 +92,6 @@ def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
     # One metrics.csv: the first part's rows (steps 4, 9), then the resumed part's, none twice.
     steps = [int(r["step"]) for r in csv.DictReader((resumed / "metrics.csv").open()) if r.get("train/loss_step")]
     assert steps == [4, 9, 14, 19]
-
-
-@pytest.mark.slow
-def test_predict_equals_validate_for_same_file_and_checkpoint(debug_run, tmp_path):
-    tmp, run = debug_run
-    ckpt = run / "checkpoints" / "last.ckpt"
-    common = ["--ckpt_path", ckpt, "--data.cache_dir", tmp / "cache"]
-    run_cli("validate", *debug_args(tmp_path / "v", *common))
-    val_dir = versions(tmp_path / "v")[-1]
-    # The same questions as a flat JSONL file without answers.
-    flat = tmp_path / "questions.jsonl"
-    with flat.open("w") as fh:
-        for article in json.loads(TINY_DEV.read_text())["data"]:
-            for para in article["paragraphs"]:
-                for qa in para["qas"]:
-                    fh.write(json.dumps({"id": qa["id"], "question": qa["question"], "context": para["context"]}) + "\n")
-    for source in (TINY_DEV, flat):
-        root = tmp_path / f"p_{source.suffix[1:]}"
-        proc = run_cli("predict", *debug_args(root, *common, "--data.predict_file", source))
-        pred_dir = versions(root)[-1] / "predict"
-        assert f"predict: wrote predictions.json, nbest_predictions.json to {pred_dir}" in proc.stderr  # said where
-        preds = json.loads((pred_dir / "predictions.json").read_text())
-        assert preds == json.loads((val_dir / "predictions.json").read_text())
-        nbest = json.loads((pred_dir / "nbest_predictions.json").read_text())
-        assert all(nbest[k][0]["text"] == v for k, v in preds.items() if v)
-        assert not (pred_dir / "eval_results.json").exists()  # no answers, no metric
-
-
-@pytest.mark.slow
-def test_no_metrics_file_when_no_example_was_evaluated_completely(debug_run, tmp_path):
-    tmp, run = debug_run
-    # Windows of 64 tokens: every context spans several (275 windows); one batch of one window leaves every example
-    # partial. (A fraction: some jsonargparse versions read "--trainer.limit_val_batches 1" as 1.0, i.e. all.)
-    proc = run_cli("validate", *debug_args(tmp_path, "--ckpt_path", run / "checkpoints" / "last.ckpt",
-                                           "--data.max_length", 64, "--data.stride", 16, "--data.eval_batch_size", 1,
-                                           "--trainer.limit_val_batches", 0.004))
-    assert "no example was evaluated completely: no metrics (val/f1 is logged as NaN)" in proc.stderr
-    out = versions(tmp_path)[-1]
-    assert not (out / "eval_results.json").exists()
-    assert json.loads((out / "predictions.json").read_text()) == {}
-    rows = [r for r in csv.DictReader((out / "metrics.csv").open()) if r.get("val/f1")]
-    assert len(rows) == 1 and rows[0]["val/f1"] == "nan"
 
 
 @pytest.mark.slow
