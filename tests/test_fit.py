@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, TINY_DEV, TINY_TRAIN, debug_args, run_cli, versions
+from conftest import ROOT, TINY_DEV, TINY_TRAIN, abs_args, debug_args, one_error_line, run_cli, run_elsewhere, versions
 from reference import official_v1_evaluate
 
 
@@ -72,26 +72,6 @@ def test_cli_bad_input_one_line(tmp_path, args, needle):
     proc = run_cli("fit", *debug_args(tmp_path, *args), check=False, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert needle in proc.stderr.strip().splitlines()[-1]
-
-
-@pytest.mark.slow
-def test_resume_with_ckpt_path_last_continues_from_saved_step(tmp_path):
-    first = debug_args(tmp_path, "--trainer.max_steps", 10, "--checkpoint.every_n_train_steps", 5)
-    run_cli("fit", *first)
-    saved = torch.load(versions(tmp_path)[-1] / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert saved["global_step"] == 10
-    proc = run_cli("fit", *debug_args(tmp_path, "--trainer.max_steps", 20, "--checkpoint.every_n_train_steps", 5,
-                                      "--ckpt_path", "last"))
-    assert "Restored all states" in proc.stderr + proc.stdout
-    resumed = versions(tmp_path)[-1]
-    assert resumed.name == "version_0"  # the run goes on in its own folder
-    final = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert final["global_step"] == 20
-    # The scheduler continued rather than restarting: its step count is the global step.
-    assert final["lr_schedulers"][0]["last_epoch"] == 20
-    # One metrics.csv: the first part's rows (steps 4, 9), then the resumed part's, none twice.
-    steps = [int(r["step"]) for r in csv.DictReader((resumed / "metrics.csv").open()) if r.get("train/loss_step")]
-    assert steps == [4, 9, 14, 19]
 
 
 @pytest.mark.slow
@@ -156,3 +136,33 @@ def test_a_missing_relative_model_folder_is_named_as_a_folder(tmp_path):
         f"error: --model.model_name_or_path tests/fixtures/tiny-bert: no such model folder (a relative path is taken "
         f"from the working directory {tmp_path}); point it at an existing directory with config.json, weights and a "
         "fast tokenizer")
+
+
+def test_a_failed_run_leaves_no_empty_version_folder(tmp_path):
+    proc = run_elsewhere(tmp_path / "cwd", "fit", *abs_args(tmp_path / "out", tmp_path / "cache",
+                                                           "--data.validation_file", tmp_path / "nope.json"),
+                         check=False)
+    assert one_error_line(proc).endswith("nope.json: no such file")
+    assert list((tmp_path / "out" / "lightning_logs").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_everything_under_root_dir_and_last_is_the_final_state(tmp_path):
+    cwd, root = tmp_path / "cwd", tmp_path / "out"
+    # lr so tiny that val/f1 cannot improve in epoch 1: Lightning's save_last would leave step 33 as "last".
+    proc = run_elsewhere(cwd, "fit", *abs_args(root, tmp_path / "cache", "--model.learning_rate", "1e-12",
+                                               "--crash_safety.every_n_train_steps", "10", "--ckpt_path", "last"))
+    assert "--ckpt_path last: no checkpoint of an earlier run found; starting from scratch" in proc.stderr
+    assert list(cwd.iterdir()) == []  # nothing in the working directory
+    run = root / "lightning_logs" / "version_0"
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names[0].startswith("epoch0-") and names[1:] == ["last.ckpt"]  # best stayed epoch 0; no last-v1
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 66 and last["epoch"] == 1  # the end state of the run
+    for name in ("predictions.json", "eval_results.json", "metrics.csv", "config.yaml", "learning_curves.png",
+                 "export/config.json"):
+        assert (run / name).is_file(), name
+    # validate --ckpt_path last from the same other directory finds it under the root dir
+    proc = run_elsewhere(cwd, "validate", *abs_args(root, tmp_path / "cache", "--ckpt_path", "last"))
+    assert f"--ckpt_path last: using {(run / 'checkpoints' / 'last.ckpt').resolve()}" in proc.stderr
+    assert (root / "lightning_logs" / "version_1" / "predictions.json").is_file() and list(cwd.iterdir()) == []
