@@ -111,6 +111,7 @@ def test_main_command_line_dispatches_ask_and_its_help_lists_every_subcommand(ti
     proc = subprocess.run([sys.executable, "-m", "qa_lightning", "--help"], env=ENV, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.startswith("usage: python -m qa_lightning ")
+    assert "__main__.py" not in proc.stdout  # the program is named as the user runs it
     assert "{fit,validate,test,predict,ask,export}" in proc.stdout
     for name in ("fit", "validate", "test", "predict", "ask", "export"):  # each with its help line
         assert re.search(rf"^    {name} +\S", proc.stdout, re.M), name
@@ -128,37 +129,9 @@ def test_jsonl_answers_are_exactly_predicts(predicted, tmp_path):
         assert rec["context"][row["start"]:row["end"]] == row["answer"]
 
 
-def test_demo_prints_an_ask_command_that_runs_as_printed(tiny_export, tmp_path, monkeypatch, capsys):
-    import shlex
-
-    from qa_lightning.demo import ask_example, run_ask_example
-
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "predictions.json").write_text(json.dumps({DEV["id"][1]: DEV["answers"][1]["text"][0]}))
-    monkeypatch.chdir(tmp_path)
-    cmd, gold = ask_example(str(run), tiny_export, str(TINY_DEV))
-    assert gold == DEV["answers"][1]["text"] and "--context-file" in cmd  # the question our predictions got right
-    assert len((run / "heldout.jsonl").read_text().splitlines()) == 40  # every held-out question, ask's format
-    monkeypatch.setenv("PYTHONPATH", str(ROOT))
-    run_ask_example(cmd, gold)
-    printed = capsys.readouterr().out.splitlines()
-    # The printed line, split as a shell would, is the command that ran; it answered.
-    assert shlex.split(printed[1]) == cmd and printed[2].strip().startswith("answer: ")
-
-
 def test_records_without_an_id_get_their_line_number_as_a_string_id(tiny_export, tmp_path):
     lines = [{"question": DEV["question"][0], "context": DEV["context"][0]},
              {"id": 7, "question": DEV["question"][1], "context": DEV["context"][1]}]
     proc = ask("--model", tiny_export, stdin="".join(json.dumps(r) + "\n" for r in lines), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["id"] for line in proc.stdout.splitlines()] == ["1", "7"]  # strings, as predict's ids
-
-
-def test_help_names_the_program_and_lists_ask_among_the_subcommands():
-    proc = subprocess.run([sys.executable, "-m", "qa_lightning", "--help"], env=ENV, cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
-    assert proc.returncode == 0 and "__main__.py" not in proc.stdout
-    assert "usage: python -m qa_lightning" in proc.stdout
-    for name in ("fit", "validate", "test", "predict", "ask"):  # listed as subcommands, one per line
-        assert re.search(rf"^\s+{name}\s", proc.stdout, re.M), name
