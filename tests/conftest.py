@@ -1,7 +1,7 @@
 """Shared fixtures and helpers of the test suite (test modules import helpers from here, never from each other).
 
 - paths: the tiny fixtures (``tests/fixtures``), ``../shared`` (SQuAD dev set, bert-base-cased; ``needs_shared``
-  skips cleanly when absent);
+  skips cleanly when absent); ``unpadded_supported`` (--model.unpadded works with this transformers);
 - data: ``squad_examples`` (SQuAD JSON -> columns), ``write_questions`` (JSON lines for ``ask``/``predict``),
   ``synthetic_v2`` (the tiny dev set with unanswerable questions);
 - the command line: ``run_cli`` (from the repository, ``debug_args``), ``run_elsewhere`` (from another directory,
@@ -42,6 +42,14 @@ SHARED_TOKENIZER = SHARED / "tokenizers" / "bert-base-cased"
 
 needs_shared = pytest.mark.skipif(not SHARED_DEV.is_file() or not SHARED_TOKENIZER.is_dir(),
                                   reason="../shared (SQuAD dev set, bert-base-cased tokenizer) not present")
+
+
+def unpadded_supported() -> bool:
+    """Whether --model.unpadded works here: BERT's attention goes through transformers' registry (transformers >= 5);
+    older versions refuse the option in one line."""
+    from transformers.models.bert import modeling_bert
+
+    return hasattr(modeling_bert, "ALL_ATTENTION_FUNCTIONS")
 
 
 # ------------------------------------------------------------------------------ data

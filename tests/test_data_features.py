@@ -3,6 +3,8 @@ SQuAD v2 questions without an answer labelled CLS."""
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 from qa_lightning.data.features import (check_window_args, cls_positions, cls_token_id, label_window,
@@ -157,3 +159,16 @@ def test_unanswerable_questions_are_labelled_cls(tokenizer, tmp_path):
     assert set(impossible["start_positions"]) == {0} and set(impossible["end_positions"]) == {0}  # CLS of BERT
     possible = prepare_train_features(cols[True], tokenizer, 128, 32)
     assert sum(s > 0 for s in possible["start_positions"]) >= 20
+
+
+def test_overlong_question_is_truncated_with_a_warning(tokenizer):
+    examples = squad_examples(TINY_DEV)
+    for k in ("id", "question", "context", "answers"):
+        examples[k] = examples[k][:3]
+    examples["question"][1] = " ".join(["why"] * 300)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prepare_validation_features(examples, tokenizer, 64, 16)
+    assert any("truncated" in str(w.message) for w in caught)
+    assert set(out["example_id"]) == set(examples["id"])
+    assert max(len(x) for x in out["input_ids"]) <= 64
