@@ -102,7 +102,7 @@ def test_architecture_end_to_end(name, tmp_path, monkeypatch, capsys):
         pytest.skip(f"transformers {transformers.__version__} has no {ARCHS[name].config}")
     # Parity with the recipe is checked in fp32: untrained tiny models have near-tied spans that bf16 autocast (the
     # automatic precision on CPUs with bf16 instructions) may order differently from the oracle's fp32 pass.
-    monkeypatch.setattr("qa_lightning.infer.cpu_bf16_isa", lambda: "")
+    monkeypatch.setattr("qa_lightning.precision.cpu_bf16_isa", lambda: "")
     folder = tiny_model_folder(name, tmp_path / "models")
     tok = load_tokenizer(str(folder))
     assert isinstance(tok, getattr(transformers, ARCHS[name].tokenizer)) and tok.is_fast  # the real class, loaded

@@ -1,19 +1,14 @@
 """The model card of an export (qa_lightning/card.py): front matter huggingface_hub parses, metrics in the
-model-index, the facts a user needs in the body; learning curves against optimizer steps (plots.py)."""
+model-index, the facts a user needs in the body. The card of a real fit's export: ``test_export.py``."""
 
 from __future__ import annotations
 
-import csv
-import json
-
-import pytest
 import torch
 import yaml
 
 from qa_lightning.card import render_card
 from qa_lightning.export import run_metadata
-from qa_lightning.plots import plot_learning_curves, validation_points
-from conftest import ROOT, TINY_BERT
+from conftest import TINY_BERT
 
 RUN = {"train_seconds": 372.4, "hardware": "CPU (AMD EPYC, 2 cores), 1 process(es)", "precision": "32-true",
        "devices": 1, "max_epochs": 1, "data_sizes": {"train": "train.json: 4000 examples -> 4105 features"},
@@ -64,40 +59,3 @@ def test_v2_card_and_model_package_base_and_no_metrics():
     assert card.data.base_model is None  # a local folder is not a hub id: the Hub would reject the card
     bare = render_card(run_metadata(MODULE, DATA, {}), "export")
     assert "model-index" not in yaml.safe_load(bare.split("---\n")[1]) and "No evaluation was recorded" in bare
-
-
-@pytest.mark.slow
-def test_export_of_a_fit_has_a_card_with_the_best_checkpoints_metrics(debug_run):
-    _, run = debug_run
-    export = run / "export"
-    meta = json.loads((export / "qa_lightning.json").read_text())
-    assert (meta["max_length"], meta["stride"], meta["n_best"], meta["max_answer_length"]) == (192, 64, 20, 30)
-    assert meta["version_2_with_negative"] is False and meta["null_score_diff_threshold"] == 0.0
-    ckpt = torch.load(meta["source_checkpoint"], map_location="cpu", weights_only=False)
-    best = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))["best_model_score"]
-    card = parse((export / "README.md").read_text())
-    f1 = next(r.metric_value for r in card.data.eval_results if r.metric_type == "f1")
-    assert f1 == round(float(best), 2) and meta["metrics"]["step"] == ckpt["global_step"]
-    assert meta["train_seconds"] > 0 and "CPU" in meta["hardware"] and meta["data_sizes"]["train"].endswith("features")
-
-
-def test_validation_points_follow_optimizer_steps(tmp_path):
-    path = tmp_path / "metrics.csv"
-    rows = [{"epoch": 0, "step": s, "val/f1": f, "val/exact_match": f - 10, "train/loss_step": ""}
-            for s, f in ((24, 20.0), (49, 35.5), (74, 44.0), (99, 51.2))]
-    rows += [{"epoch": 0, "step": s, "val/f1": "", "val/exact_match": "", "train/loss_step": 3.0 - s / 50}
-             for s in range(9, 100, 10)]
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    with path.open() as fh:
-        read = list(csv.DictReader(fh))
-    assert validation_points(read, "val/f1") == [(24.0, 20.0), (49.0, 35.5), (74.0, 44.0), (99.0, 51.2)]
-    assert plot_learning_curves(str(path), str(tmp_path / "curves.png"))
-    assert (tmp_path / "curves.png").stat().st_size > 10_000
-
-
-def test_demo_validates_several_times_per_epoch():
-    cfg = yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text())
-    assert cfg["trainer"]["max_epochs"] == 1 and cfg["trainer"]["val_check_interval"] == 0.25

@@ -13,7 +13,7 @@ import torch
 from qa_lightning.errors import QAInputError
 from qa_lightning.infer import QAModel
 from qa_lightning.resume import find_last_checkpoint
-from conftest import ROOT, debug_args, run_cli
+from conftest import ROOT, debug_args, one_error_line, run_cli
 
 
 class Payload:
@@ -38,14 +38,6 @@ def poisoned(debug_run, tmp_path):
     return path, marker
 
 
-def only_error_line(proc) -> str:
-    """Exit status 2, no traceback, one ``error:`` line and it is the last line."""
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert [ln for ln in lines if ln.startswith("error:")] == lines[-1:], proc.stderr[-3000:]
-    return lines[-1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("command", ["fit", "validate", "test", "predict", "ask", "export"])
 def test_a_poisoned_checkpoint_runs_no_code_at_any_command(poisoned, tmp_path, command):
@@ -56,7 +48,7 @@ def test_a_poisoned_checkpoint_runs_no_code_at_any_command(poisoned, tmp_path, c
         args = ["export", path, tmp_path / "export"]
     else:
         args = [command, *debug_args(tmp_path, "--ckpt_path", path)]
-    line = only_error_line(run_cli(*args, check=False, timeout=300))
+    line = one_error_line(run_cli(*args, check=False, timeout=300))
     assert str(path) in line and "cannot be read safely (torch.load weights_only" in line, line
     assert not marker.exists(), f"the checkpoint's payload ran in `{command}`"
     assert not (tmp_path / "export").exists()

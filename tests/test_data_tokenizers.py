@@ -8,7 +8,6 @@ shift) -> logits aligned back -> decoded answer. Real architectures' tokenizers:
 from __future__ import annotations
 
 import shutil
-import warnings
 
 import lightning as L
 import numpy as np
@@ -86,16 +85,3 @@ def test_left_padding_model_trains_and_evaluates(tmp_path):
     assert dm.tokenizer.padding_side == "left"
     assert len(model.results["validation"].predictions) == 40
     assert (dm.eval_set("validation").cls_index > 0).all()  # CLS found at the end of each feature
-
-
-def test_overlong_question_is_truncated_with_a_warning(tokenizer):
-    examples = squad_examples(TINY_DEV)
-    for k in ("id", "question", "context", "answers"):
-        examples[k] = examples[k][:3]
-    examples["question"][1] = " ".join(["why"] * 300)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = prepare_validation_features(examples, tokenizer, 64, 16)
-    assert any("truncated" in str(w.message) for w in caught)
-    assert set(out["example_id"]) == set(examples["id"])
-    assert max(len(x) for x in out["input_ids"]) <= 64

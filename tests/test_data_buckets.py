@@ -16,7 +16,7 @@ from qa_lightning.evaluation.decoding import decode_answers
 from qa_lightning.evaluation.evalset import offsets_array
 from qa_lightning.evaluation.gather import align_logits
 from conftest import TINY_BERT, TINY_DEV, TINY_TRAIN, squad_examples
-from test_tokenizers import build_tokenizer
+from tiny_models import build_tokenizer
 
 
 def test_auto_buckets_are_the_least_padding_choice():

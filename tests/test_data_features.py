@@ -1,13 +1,17 @@
-"""features.py against the reference recipe, feature for feature (fixture slice always; full dev set with ../shared)."""
+"""features.py against the reference recipe, feature for feature (fixture slice always; full dev set with ../shared);
+SQuAD v2 questions without an answer labelled CLS."""
 
 from __future__ import annotations
+
+import warnings
 
 import pytest
 
 from qa_lightning.data.features import (check_window_args, cls_positions, cls_token_id, label_window,
                                    prepare_train_features, prepare_validation_features, question_budget)
 from reference import reference_train_features, reference_validation_features
-from conftest import SHARED_DEV, SHARED_TOKENIZER, TINY_DEV, TINY_TRAIN, needs_shared, squad_examples
+from conftest import (SHARED_DEV, SHARED_TOKENIZER, TINY_DEV, TINY_TRAIN, needs_shared, squad_examples,
+                      synthetic_v2)
 
 
 def _unpadded(ids, pad_id):
@@ -137,3 +141,34 @@ def test_a_long_question_does_not_multiply_the_windows(tokenizer, words):
     assert min(token_at[b] - token_at[a] for a, b in zip(starts, starts[1:])) >= 60  # about the stride of 64
     train = prepare_train_features({**examples, "answers": examples["answers"]}, tokenizer, 192, 64)
     assert len(train["input_ids"]) == len(long["input_ids"])
+
+
+def test_unanswerable_questions_are_labelled_cls(tokenizer, tmp_path):
+    data = synthetic_v2(tmp_path / "v2.json")
+    cols = {True: {"question": [], "context": [], "answers": []}, False: {"question": [], "context": [], "answers": []}}
+    for article in data["data"]:
+        for para in article["paragraphs"]:
+            for qa in para["qas"]:
+                side = cols[bool(qa["answers"])]
+                side["question"].append(qa["question"])
+                side["context"].append(para["context"])
+                side["answers"].append({"text": [x["text"] for x in qa["answers"]],
+                                        "answer_start": [x["answer_start"] for x in qa["answers"]]})
+    assert len(cols[False]["question"]) >= 10
+    impossible = prepare_train_features(cols[False], tokenizer, 128, 32)
+    assert set(impossible["start_positions"]) == {0} and set(impossible["end_positions"]) == {0}  # CLS of BERT
+    possible = prepare_train_features(cols[True], tokenizer, 128, 32)
+    assert sum(s > 0 for s in possible["start_positions"]) >= 20
+
+
+def test_overlong_question_is_truncated_with_a_warning(tokenizer):
+    examples = squad_examples(TINY_DEV)
+    for k in ("id", "question", "context", "answers"):
+        examples[k] = examples[k][:3]
+    examples["question"][1] = " ".join(["why"] * 300)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = prepare_validation_features(examples, tokenizer, 64, 16)
+    assert any("truncated" in str(w.message) for w in caught)
+    assert set(out["example_id"]) == set(examples["id"])
+    assert max(len(x) for x in out["input_ids"]) <= 64

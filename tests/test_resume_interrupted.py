@@ -1,5 +1,12 @@
-"""Ctrl-C, copied run folders and resumes: an interrupted, copied and resumed run ends exactly as the uninterrupted one
-(weights, export, metrics.csv), in one process and under 2-process DDP."""
+"""Interrupted runs resumed with ``fit --ckpt_path``: they end exactly as the uninterrupted run.
+
+- Ctrl-C in epoch 1, the run folder copied, resumed: weights, export (the best, epoch 0's) and metrics.csv equal the
+  uninterrupted run's; resumed into another root it carries the best checkpoint and the metrics; under 2-process DDP
+  every rank saves and the resumed run equals the uninterrupted one;
+- SIGKILL mid-epoch (the last crash-safety checkpoint) and SIGTERM (saves, exits 0), resumed; resumed from an epoch
+  end: the weights equal the uninterrupted run's.
+
+The pieces (atomic save, the Ctrl-C handler, the resume command): ``test_crash_safety.py``."""
 
 from __future__ import annotations
 
@@ -12,13 +19,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from qa_lightning.crash_safety import CrashSafety, resume_command
 from conftest import ROOT
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
@@ -28,6 +33,7 @@ LR = ["--model.learning_rate", "3e-2"]
 
 
 def fit_cmd(root: Path, cache: Path, *extra) -> list:
+    """Batches of 4 (66 steps in 2 epochs), lr 3e-2, deterministic."""
     return [sys.executable, "-m", "qa_lightning", "fit", "--config", "configs/debug.yaml",
             "--trainer.default_root_dir", root, "--data.cache_dir", cache, "--trainer.enable_progress_bar", "false",
             "--data.batch_size", "4", "--trainer.deterministic", "true", *LR, *extra]
@@ -55,27 +61,6 @@ def interrupt_when(proc: subprocess.Popen, ready, timeout: float = 300) -> tuple
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=300)
     return proc.returncode, out
-
-
-def test_second_ctrl_c_aborts_at_once():
-    before = signal.getsignal(signal.SIGINT)
-    safety = CrashSafety()
-    safety.on_train_start(SimpleNamespace(is_global_zero=False), None)
-    try:
-        signal.raise_signal(signal.SIGINT)  # the first: noted, training goes on to the end of the batch
-        assert safety._ctrl_c
-        with pytest.raises(KeyboardInterrupt):
-            signal.raise_signal(signal.SIGINT)  # the second: abort now
-    finally:
-        safety._restore_handler()
-    assert signal.getsignal(signal.SIGINT) is before
-
-
-def test_resume_command_is_the_users_fit_with_ckpt_path_last():
-    argv = ["fit", "--config", "my config.yaml", "--ckpt_path", "old.ckpt", "--data.batch_size=4", "--ckpt_path=x"]
-    assert resume_command(argv) == ("python -m qa_lightning fit --config 'my config.yaml' --data.batch_size=4 "
-                                    "--ckpt_path last")
-    assert resume_command(["--help"]) == "python -m qa_lightning fit ... --ckpt_path last"
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +206,82 @@ def test_ddp_sigterm_saves_exits_0_and_resumes_exactly(uninterrupted, ddp_uninte
     final = load(last)
     assert final["global_step"] == ddp_uninterrupted["global_step"] == 66
     assert max_diff(ddp_uninterrupted["state_dict"], final["state_dict"]) <= 1e-6
+
+
+# ---------------------------------------------------------------- SIGKILL, SIGTERM, an epoch end
+def fit_cmd_b2(tmp: Path, cache: Path, *extra) -> list:
+    """Batches of 2 (125 steps an epoch) and a crash-safety checkpoint every 10 steps."""
+    return [sys.executable, "-m", "qa_lightning", "fit", "--config", "configs/debug.yaml",
+            "--trainer.default_root_dir", tmp, "--trainer.logger.init_args.save_dir", tmp, "--data.cache_dir", cache,
+            "--trainer.enable_progress_bar", "false", "--data.batch_size", "2", "--trainer.deterministic", "true",
+            "--crash_safety.every_n_train_steps", "10", *extra]
+
+
+def last_ckpt(tmp: Path) -> Path:
+    found = sorted(tmp.glob("lightning_logs/version_*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return found[-1]
+
+
+def wait_for_step(tmp: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        assert proc.poll() is None, "training ended before it could be interrupted"
+        path = tmp / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+        if path.is_file():
+            try:
+                if load(path)["global_step"] >= step:
+                    return
+            except Exception:  # being replaced right now
+                pass
+        time.sleep(0.02)
+    raise AssertionError("no step checkpoint appeared")
+
+
+def max_weight_diff(a: Path, b: Path) -> float:
+    sa, sb = load(a), load(b)
+    assert sa["global_step"] == sb["global_step"]
+    return max_diff(sa["state_dict"], sb["state_dict"])
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_b2(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("full")
+    # Every epoch's checkpoint is kept (written at the epoch end, like last.ckpt) for the epoch-boundary resume.
+    subprocess.run(fit_cmd_b2(tmp, tmp / "cache", "--checkpoint.save_top_k", "-1"), cwd=ROOT, env=ENV,
+                   check=True, capture_output=True, timeout=600)
+    return tmp
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_interrupted_and_resumed_run_equals_uninterrupted(uninterrupted_b2, tmp_path, sig):
+    cache = uninterrupted_b2 / "cache"
+    proc = subprocess.Popen(fit_cmd_b2(tmp_path, cache), cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for_step(tmp_path, 20, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    saved = load(last_ckpt(tmp_path))
+    assert 20 <= saved["global_step"] < 125 and saved["epoch"] == 0  # mid-epoch (125 steps per epoch)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, err[-2000:]
+        assert "SIGTERM received: saved" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    done = subprocess.run(fit_cmd_b2(tmp_path, cache, "--ckpt_path", "last"), cwd=ROOT, env=ENV,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Resuming from" in done.stderr
+    assert max_weight_diff(last_ckpt(uninterrupted_b2), last_ckpt(tmp_path)) < 1e-6
+
+
+@pytest.mark.slow
+def test_resumed_from_an_epoch_end_equals_uninterrupted(uninterrupted_b2, tmp_path):
+    run = uninterrupted_b2 / "lightning_logs" / "version_0" / "checkpoints"
+    epoch_end = next(run.glob("epoch0-*.ckpt"))
+    saved = load(epoch_end)
+    assert saved["epoch"] == 0 and saved["SquadDataModule"]["mid_epoch"] is False  # the end of epoch 0
+    done = subprocess.run(fit_cmd_b2(tmp_path, uninterrupted_b2 / "cache", "--ckpt_path", epoch_end), cwd=ROOT,
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert max_weight_diff(last_ckpt(uninterrupted_b2), last_ckpt(tmp_path)) < 1e-6
