@@ -109,7 +109,7 @@ BUILDER = """
 import hashlib, json, os, sys, time, warnings
 cache, go, tests = sys.argv[1:4]
 sys.path.insert(0, tests)
-from test_cache import make_dm
+from test_data_cache import make_dm
 dm = make_dm(cache)
 open(go + f".ready-{os.getpid()}", "w").close()
 while not os.path.exists(go):
