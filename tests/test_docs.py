@@ -91,3 +91,15 @@ def test_readme_speed_figures_are_those_of_their_results_files():
         rates = _numbers(results[:results.index("How:")] if "How:" in results else results)
         for value, places in zip((peer, ours), decimals):
             assert any(round(r, places) == value for r in rates), f"{value} not in {row}'s results file"
+
+
+def test_readme_accuracy_figures_are_those_of_the_learn_results():
+    """The README's `make bench-learn` sentence: each F1 it quotes is the F1 column of a row of the results file."""
+    readme = _text(README)
+    sentence = readme[readme.index("`make bench-learn`"):]
+    sentence = sentence[:sentence.index("peer.") + 5]
+    quoted = [float(x) for x in re.findall(r"F1 (\d+\.\d+)|, (\d+\.\d+) (?:with|for)", sentence) for x in x if x]
+    rows = [line.split("|") for line in _text(ROOT / "bench/results-cpu-learn.md").splitlines()
+            if line.startswith("| learn:")]
+    f1s = {float(cells[4]) for cells in rows}
+    assert len(quoted) == 3 and set(quoted) <= f1s, (quoted, f1s)
